@@ -1,0 +1,48 @@
+"""Benchmark dataset prep: `python bench/prepare.py` prints wall times as JSON.
+
+Cases: MNIST from the offline IDX copy, the 60,000-file cifar10-jpeg tree, and a re-run of
+each (a cache hit). Each case uses a fresh temporary store, so the first run does all the work.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flows.config import PrepConfig  # noqa: E402
+from flows.prep.build import prepare  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CASES = {
+    "mnist": dict(dataset="mnist", source=str(SHARED / "mnist")),
+    "cifar10-jpeg": dict(dataset="imagefolder", source=str(SHARED / "cifar10-jpeg"),
+                         name="cifar10-jpeg"),
+}
+
+
+def timed(cfg: PrepConfig) -> tuple[float, bool]:
+    t = time.perf_counter()
+    res = prepare(cfg)
+    return time.perf_counter() - t, res.cache_hit
+
+
+def main() -> None:
+    out = {"cpus": os.cpu_count(), "python": platform.python_version(), "cases": {}}
+    for name, kw in CASES.items():
+        with tempfile.TemporaryDirectory() as store:
+            cfg = PrepConfig(store=store, **kw)
+            first, hit1 = timed(cfg)
+            again, hit2 = timed(cfg)
+        out["cases"][name] = {"first_s": round(first, 2), "rerun_s": round(again, 2),
+                              "rerun_cache_hit": hit2 and not hit1}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Prefect flows, one file per pipeline stage, plus the `imgclf` command line."""

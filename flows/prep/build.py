@@ -1,0 +1,157 @@
+"""prepare(cfg): raw source → split, normalised-stats, content-addressed dataset in a store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional
+
+import numpy as np
+
+from flows.config import PrepConfig
+from flows.errors import DataError
+from flows.prep import card, cifar, idx, imagefolder
+from flows.prep.sources import content_fingerprint, fetch_canonical, stat_fingerprint
+from flows.progress import Bar
+from flows.store import (filesystem, join, move_tree, normalize, read_json, remove,
+                         write_bytes, write_json, write_npy)
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+MANIFEST = "manifest.json"
+ARRAYS = ["train_x", "train_y", "val_x", "val_y", "test_x", "test_y"]
+# Options that change the prepared bytes; anything else (workers, cache) does not enter the key.
+KEYED = ["dataset", "val_fraction", "test_fraction", "seed", "image_size", "channels",
+         "strict", "max_pixels"]
+
+
+@dataclass
+class PrepResult:
+    uri: str
+    manifest: dict
+    cache_hit: bool
+
+
+def dataset_key(fingerprint: str, cfg: PrepConfig) -> str:
+    opts = {k: getattr(cfg, k) for k in KEYED}
+    blob = json.dumps({"format": FORMAT, "source": fingerprint, "options": opts}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) indices, the same share of every class held out, in original order."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        rng.shuffle(members)
+        held.append(members[:int(round(len(members) * fraction))])
+    held_idx = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+    return np.setdiff1d(np.arange(len(y)), held_idx), held_idx
+
+
+def channel_stats(x: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of pixel values scaled to [0, 1], in chunks (no float copy)."""
+    c = x.shape[1]
+    s, s2, n = np.zeros(c), np.zeros(c), 0
+    for i in range(0, len(x), chunk):
+        part = x[i:i + chunk].astype(np.float64) / 255.0
+        s += part.sum(axis=(0, 2, 3))
+        s2 += (part ** 2).sum(axis=(0, 2, 3))
+        n += part.shape[0] * part.shape[2] * part.shape[3]
+    mean = s / max(n, 1)
+    std = np.sqrt(np.maximum(s2 / max(n, 1) - mean ** 2, 1e-12))
+    return mean.tolist(), std.tolist()
+
+
+def _source_and_fingerprint(cfg: PrepConfig) -> tuple[str, str, Optional[imagefolder.Tree]]:
+    source = normalize(cfg.source) if cfg.source else fetch_canonical(cfg.dataset, cfg.cache_dir)
+    if cfg.dataset == "imagefolder":
+        tree = imagefolder.scan(source)
+        return source, stat_fingerprint(source, tree.infos), tree
+    if cfg.dataset == "cifar10":
+        fs, path = filesystem(source)
+        files = [join(source, cifar.FOLDER, m) if fs.isdir(join(path, cifar.FOLDER))
+                 else join(source, m) for m in cifar.ALL_MEMBERS] if fs.isdir(path) else [source]
+        return source, content_fingerprint(files), None
+    return source, content_fingerprint([join(source, f) for f in idx.IDX_FILES.values()]), None
+
+
+def _load(cfg: PrepConfig, source: str, tree: Optional[imagefolder.Tree]) -> dict:
+    if cfg.dataset in idx.CLASSES:
+        return idx.load_idx_dataset(source, cfg.dataset)
+    if cfg.dataset == "cifar10":
+        return cifar.load_cifar_dataset(source)
+    total = sum(len(v) for v in tree.splits.values())
+    with Bar(f"decoding {cfg.resolved_name()}", total) as bar:
+        raw = imagefolder.load_imagefolder(tree, source, cfg.image_size, cfg.channels,
+                                           cfg.workers or os.cpu_count() or 1, cfg.max_pixels,
+                                           cfg.strict, bar)
+    if "all_x" in raw:  # one tree: carve out the test split
+        train, test = stratified_split(raw["all_y"], cfg.test_fraction, cfg.seed + 1)
+        raw.update(train_x=raw["all_x"][train], train_y=raw["all_y"][train],
+                   test_x=raw["all_x"][test], test_y=raw["all_y"][test])
+        del raw["all_x"], raw["all_y"]
+    return raw
+
+
+def _split_info(y: np.ndarray, n_classes: int) -> dict:
+    return {"count": int(len(y)), "per_class": np.bincount(y, minlength=n_classes).tolist()}
+
+
+def prepare(cfg: PrepConfig) -> PrepResult:
+    """Prepare cfg's dataset in its store, or return the existing one for unchanged inputs."""
+    name, store = cfg.resolved_name(), normalize(cfg.store)
+    source, fingerprint, tree = _source_and_fingerprint(cfg)
+    key = dataset_key(fingerprint, cfg)
+    uri = join(store, "datasets", name, key)
+    manifest = read_json(join(uri, MANIFEST))
+    if manifest is not None and manifest.get("format") == FORMAT:
+        log.info("%s: prepared already at %s (cache hit)", name, uri)
+        write_json(join(store, "datasets", name, "latest.json"), {"key": key, "uri": uri})
+        return PrepResult(uri, manifest, cache_hit=True)
+    raw = _load(cfg, source, tree)
+    n = len(raw["classes"])
+    keep, held = stratified_split(raw["train_y"], cfg.val_fraction, cfg.seed)
+    arrays = {"train_x": raw["train_x"][keep], "train_y": raw["train_y"][keep],
+              "val_x": raw["train_x"][held], "val_y": raw["train_y"][held],
+              "test_x": raw["test_x"], "test_y": raw["test_y"]}
+    if len(arrays["train_y"]) == 0 or len(arrays["test_y"]) == 0:
+        raise DataError(f"{source}: no readable images left in train or test")
+    mean, std = channel_stats(arrays["train_x"])
+    manifest = {
+        "format": FORMAT, "name": name, "dataset": cfg.dataset, "key": key, "uri": uri,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"url": source, "fingerprint": fingerprint, "canonical": cfg.source is None},
+        "options": {k: getattr(cfg, k) for k in KEYED},
+        "classes": raw["classes"], "shape": list(arrays["train_x"].shape[1:]),
+        "mean": mean, "std": std,
+        "splits": {s: _split_info(arrays[f"{s}_y"], n) for s in ("train", "val", "test")},
+        "counts_before_val": _split_info(raw["train_y"], n),
+        "skipped": {"count": len(raw["skipped"]), "files": [list(s) for s in raw["skipped"]]},
+    }
+    _publish(uri, arrays, manifest)
+    write_json(join(store, "datasets", name, "latest.json"), {"key": key, "uri": uri})
+    return PrepResult(uri, manifest, cache_hit=False)
+
+
+def _publish(uri: str, arrays: dict[str, np.ndarray], manifest: dict) -> None:
+    """Write everything under a temporary prefix, move it into place, then the manifest last."""
+    tmp = f"{uri}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        files = {f"{k}.npy": write_npy(join(tmp, f"{k}.npy"), v) for k, v in arrays.items()}
+        files["samples.png"] = write_bytes(
+            join(tmp, "samples.png"),
+            card.sample_grid(arrays["train_x"], arrays["train_y"], manifest["classes"]))
+        manifest["files"] = files
+        files["card.md"] = write_bytes(join(tmp, "card.md"), card.render_card(manifest).encode())
+        remove(uri)  # leftovers of an interrupted run hold no manifest and are not trusted
+        move_tree(tmp, uri)
+    finally:
+        remove(tmp)
+    write_json(join(uri, MANIFEST), manifest)
+    log.info("prepared %s: %s", manifest["name"], uri)

@@ -1,0 +1,54 @@
+"""Stage 1: prepare a dataset. Run locally: `python -m flows.prepare_data` or `imgclf prepare`."""
+from __future__ import annotations
+
+import base64
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows.config import PrepConfig
+from flows.errors import UserError
+from flows.prep.build import prepare
+from flows.prep.card import render_card
+from flows.store import filesystem, join
+
+
+def transient_only(task_, task_run, state) -> bool:
+    """Retry network and storage hiccups, never bad input (it would fail the same way)."""
+    try:
+        state.result()
+    except UserError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
+def prepare_task(cfg: PrepConfig) -> str:
+    """Prepare (or find, on a cache hit) the dataset; returns its store URI."""
+    return prepare(cfg).uri
+
+
+@task
+def publish_card(uri: str, name: str) -> str:
+    """Show the dataset card, with its sample grid inlined, as a Prefect markdown artifact."""
+    fs, path = filesystem(uri)
+    import json
+    manifest = json.loads(fs.cat_file(join(path, "manifest.json")))
+    png = base64.b64encode(fs.cat_file(join(path, "samples.png"))).decode()
+    md = render_card(manifest, image_ref=f"data:image/png;base64,{png}")
+    key = "dataset-card-" + "".join(ch if ch.isalnum() else "-" for ch in name.lower())
+    return str(create_markdown_artifact(key=key, markdown=md, description=f"dataset {name}"))
+
+
+@flow(name="prepare-data")
+def prepare_data(cfg: PrepConfig = PrepConfig()) -> str:
+    """Turn a raw source into a prepared, content-addressed dataset; returns its URI."""
+    uri = prepare_task(cfg)
+    publish_card(uri, cfg.resolved_name())
+    return uri
+
+
+if __name__ == "__main__":
+    print(prepare_data(PrepConfig()))

@@ -1,0 +1,39 @@
+"""Progress for long work: a rich bar on a terminal, a log line every 10% elsewhere (Prefect, CI)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+log = logging.getLogger("imgclf.progress")
+
+
+class Bar:
+    """Call with the number of items just finished; use as a context manager."""
+
+    def __init__(self, description: str, total: int) -> None:
+        self.description, self.total, self.done, self._next_log = description, total, 0, 0.1
+        self._rich = None
+        if sys.stderr.isatty():
+            self._rich = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), transient=True)
+            self._task = self._rich.add_task(description, total=total)
+
+    def __enter__(self) -> "Bar":
+        if self._rich:
+            self._rich.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._rich:
+            self._rich.stop()
+
+    def __call__(self, advance: int) -> None:
+        self.done += advance
+        if self._rich:
+            self._rich.update(self._task, advance=advance)
+        elif self.total and self.done / self.total >= self._next_log:
+            log.info("%s: %d/%d (%.0f%%)", self.description, self.done, self.total,
+                     100 * self.done / self.total)
+            self._next_log = (int(10 * self.done / self.total) + 1) / 10

@@ -1,0 +1,1 @@
+"""Networks, the classifier LightningModule and the datamodule; no Ray, no Prefect here."""

@@ -1,0 +1,43 @@
+"""`imgclf` as a user runs it: help for every subcommand, one-line errors, a real prep."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import COMMANDS
+from tests.datagen import write_idx_set
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help(command):
+    out = _run(command, "--help")
+    assert out.returncode == 0 and "--store" in out.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--val-fraction", "1.5"], "--val-fraction: Input should be less than 1"),
+    (["--dataset", "imagefolder"], "needs --source"),
+    (["--name", "../evil"], "--name: '../evil' is not a valid name"),
+    (["--source", "/nonexistent/mnist"], "file is missing"),
+])
+def test_bad_options_give_one_line_errors(tmp_path, args, message):
+    out = _run("prepare", "--store", str(tmp_path), *args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert message in lines[-1] and "Traceback" not in out.stderr
+
+
+def test_prepare_prints_the_uri(tmp_path):
+    src = write_idx_set(tmp_path / "src")
+    out = _run("prepare", "--source", str(src), "--store", str(tmp_path / "s"), "--seed", "3")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["uri"].startswith(str(tmp_path / "s")) and res["counts"]["test"] == 50
