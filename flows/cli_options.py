@@ -23,6 +23,9 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
     """One `--kebab-name` option per field; defaults stay in the model (argparse default None)."""
     for name, field in model.model_fields.items():
         ann = _unwrap(field.annotation)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):  # nested: flatten its fields
+            add_model_options(parser, ann, prefix)
+            continue
         flag = "--" + (prefix + name).replace("_", "-")
         kw: dict[str, Any] = {"dest": prefix + name, "default": None,
                               "help": f"{field.description or ''} (default: {field.default})"}
@@ -34,20 +37,43 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
             kw["choices"] = choices
         elif ann in (int, float, str):
             kw["type"] = ann
+        elif typing.get_origin(ann) is list:
+            kw["type"] = _int_list
+            kw["metavar"] = "N,N,..."
         else:
             kw["type"] = str
-        parser.add_argument(flag, **kw)
+        extra = (field.json_schema_extra or {}).get("cli_aliases", []) \
+            if isinstance(field.json_schema_extra, dict) else []
+        parser.add_argument(flag, *extra, **kw)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
 
 
 def model_from_args(model: type[BaseModel], args: argparse.Namespace, prefix: str = "") -> Any:
-    given = {n: getattr(args, prefix + n) for n in model.model_fields
-             if getattr(args, prefix + n, None) is not None}
-    return model(**given)
+    """Rebuild the (possibly nested) config from the flat options that were given."""
+    return model(**_given(model, args, prefix))
+
+
+def _given(model: type[BaseModel], args: argparse.Namespace, prefix: str) -> dict:
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        ann = _unwrap(field.annotation)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out[name] = _given(ann, args, prefix)
+        elif getattr(args, prefix + name, None) is not None:
+            out[name] = getattr(args, prefix + name)
+    return out
 
 
 def one_line(err: ValidationError) -> str:
     """The first validation problem, named by its CLI option."""
     e = err.errors()[0]
-    loc = "--" + "-".join(str(p) for p in e["loc"]).replace("_", "-") if e["loc"] else "options"
+    # Nested fields are flat options: model.dropout → --dropout.
+    loc = "--" + str(e["loc"][-1]).replace("_", "-") if e["loc"] else "options"
     msg = e["msg"].removeprefix("Value error, ")
     return f"{loc}: {msg}" if e["loc"] else msg

@@ -6,6 +6,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lightning_modules.config import ModelConfig, OptimConfig
+
 DatasetKind = Literal["mnist", "fashion-mnist", "cifar10", "imagefolder"]
 DEFAULT_STORE = "./artifacts"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -58,3 +60,42 @@ class PrepConfig(BaseModel):
             clean = re.sub(r"[^A-Za-z0-9._-]", "-", base).strip("-.") or "imagefolder"
             return clean[:64]
         return self.dataset
+
+
+class ScalingOptions(BaseModel):
+    """How training maps onto Ray: workers, resources, placement, fault tolerance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(1, gt=0, le=1024, description="Ray Train workers (DDP ranks)")
+    cpus_per_worker: Optional[int] = Field(
+        None, gt=0, description="CPUs (and torch threads) per worker; default: all CPUs / workers")
+    use_gpu: Optional[bool] = Field(None, description="one GPU per worker; default: if GPUs exist")
+    placement: Literal["PACK", "SPREAD"] = Field("PACK", description="worker placement on nodes")
+    ray_address: Optional[str] = Field(
+        None, description="existing Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+    max_failures: int = Field(2, ge=0, description="worker-group restarts from the last checkpoint")
+    num_to_keep: int = Field(2, gt=0, description="checkpoints kept (best by val/acc)")
+
+
+class TrainConfig(BaseModel):
+    """One training run: data, model, optimiser and scaling. It travels into the checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field("mnist", description="a prepared dataset's name in the store")
+    store: str = Field(DEFAULT_STORE, description="store holding data, checkpoints and models")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    scaling: ScalingOptions = Field(default_factory=ScalingOptions)
+    epochs: int = Field(1, gt=0, le=1000, description="training epochs")
+    seed: int = Field(0, description="seed of weights, shuffling and augmentation")
+    max_train_samples: Optional[int] = Field(
+        None, gt=0, description="train on a seeded subset of this many images (smoke runs)")
+
+    @field_validator("dataset")
+    @classmethod
+    def _safe_dataset(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid dataset name")
+        return v

@@ -1,0 +1,75 @@
+"""The per-worker training function Ray Train runs on every rank (Lightning inside, DDP via Ray)."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import ray.train
+import torch
+from ray.train.lightning import (RayDDPStrategy, RayLightningEnvironment,
+                                 RayTrainReportCallback, prepare_trainer)
+
+from flows.config import TrainConfig
+from lightning_modules.classifier import Classifier
+from lightning_modules.datamodule import PreparedData
+from lightning_modules.nets import build_net
+
+CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME
+
+
+class FailOnce(pl.Callback):
+    """Fault drill: kill this worker process once, early in the second epoch (marker file).
+
+    Used by the fault tests, as Ray's own tests do, to prove a run resumes from its checkpoint.
+    """
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def on_train_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_rank == 0:  # the step each attempt starts from: 0, then the resume
+            with open(self.marker + ".starts", "a") as f:
+                f.write(f"{trainer.global_step}\n")
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.current_epoch >= 1 and trainer.global_rank == trainer.world_size - 1 \
+                and not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(trainer.global_step))
+            # Let the controller collect the epoch's checkpoint report (it polls workers).
+            time.sleep(3)
+            os._exit(1)
+
+
+def build(cfg: TrainConfig, data_uri: str) -> tuple[Classifier, PreparedData]:
+    """The datamodule and the module, from the config alone."""
+    dm = PreparedData(data_uri, cfg.optim.batch_size, max_train_samples=cfg.max_train_samples,
+                      seed=cfg.seed)
+    net = build_net(cfg.model, dm.shape, len(dm.classes))
+    return Classifier(net, len(dm.classes), cfg.optim.model_dump(),
+                      config=cfg.model_dump(mode="json")), dm
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Entry point of each Ray Train worker; resumes from the run's latest checkpoint if any."""
+    cfg = TrainConfig(**config["cfg"])
+    torch.set_num_threads(int(config["threads"]))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    module, dm = build(cfg, config["data_uri"])
+    callbacks: list[pl.Callback] = [RayTrainReportCallback()]
+    if config.get("fault_marker"):
+        callbacks.append(FailOnce(config["fault_marker"]))
+    trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",
+                         strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()],
+                         callbacks=callbacks, enable_checkpointing=False, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0)
+    trainer = prepare_trainer(trainer)
+    checkpoint: Optional[ray.train.Checkpoint] = ray.train.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(module, datamodule=dm)
+        return
+    with checkpoint.as_directory() as ckpt_dir:  # the latest checkpoint of this run: resume
+        trainer.fit(module, datamodule=dm, ckpt_path=os.path.join(ckpt_dir, CHECKPOINT_FILE))

@@ -1,0 +1,91 @@
+"""The model bundle: safetensors weights + bundle.json (config, classes, normalisation), no pickle."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from flows.store import filesystem, join, read_json, write_bytes, write_json
+from lightning_modules.config import ModelConfig
+from lightning_modules.datamodule import standardize
+from lightning_modules.nets import build_net
+
+WEIGHTS = "weights.safetensors"
+INFO = "bundle.json"
+FORMAT = 1
+
+
+class BundleError(ValueError):
+    """A bundle or checkpoint that is missing, incomplete, corrupt or tampered with."""
+
+
+def net_state_from_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """The network's weights from a Lightning checkpoint, loaded without running pickled code."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt or unsafe files
+        raise BundleError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise BundleError(f"{path}: checkpoint holds no state_dict")
+    return {k[len("net."):]: v.contiguous() for k, v in state.items() if k.startswith("net.")}
+
+
+def write_bundle(url: str, state: dict[str, torch.Tensor], info: dict[str, Any]) -> dict:
+    """Weights first, bundle.json (with their SHA-256) last: a bundle without it is incomplete."""
+    meta = write_bytes(join(url, WEIGHTS), st_save(state))
+    info = {**info, "format": FORMAT, "weights": {WEIGHTS: meta}}
+    write_json(join(url, INFO), info)
+    return info
+
+
+class Predictor:
+    """A loaded bundle: uint8 or float images in, class probabilities out."""
+
+    def __init__(self, net: nn.Module, info: dict[str, Any]) -> None:
+        self.net, self.info = net.eval(), info
+        self.mean = torch.tensor(info["mean"])
+        self.std = torch.tensor(info["std"])
+        self.classes: list[str] = info["classes"]
+        self.shape: tuple[int, int, int] = tuple(info["shape"])
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        return standardize(x, self.mean, self.std)
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess(x))
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x).softmax(dim=1)
+
+
+def load_bundle(url: str) -> Predictor:
+    """Rebuild the network from bundle.json and check the weights against their recorded hash."""
+    info = read_json(join(url, INFO))
+    if info is None:
+        raise BundleError(f"{url}: no complete model bundle (bundle.json is missing)")
+    try:
+        want = info["weights"][WEIGHTS]["sha256"]
+        cfg = ModelConfig(**info["model"])
+        shape, classes = tuple(info["shape"]), list(info["classes"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{url}: bundle.json is malformed ({e})") from None
+    fs, path = filesystem(url)
+    try:
+        data = fs.cat_file(join(path, WEIGHTS))
+    except FileNotFoundError:
+        raise BundleError(f"{url}: {WEIGHTS} is missing") from None
+    if hashlib.sha256(data).hexdigest() != want:
+        raise BundleError(f"{url}: {WEIGHTS} does not match its SHA-256 (corrupt or tampered)")
+    net = build_net(cfg, shape, len(classes))
+    try:
+        net.load_state_dict(st_load(data), strict=True)
+    except RuntimeError as e:
+        raise BundleError(f"{url}: weights do not fit the network ({e})") from None
+    return Predictor(net, info)
+

@@ -1,0 +1,73 @@
+"""One LightningModule for every family: loss, optimiser, schedule and per-split metrics."""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_modules import metrics as M
+from lightning_modules.config import OptimConfig
+
+
+class Classifier(pl.LightningModule):
+    """Wraps a plain network; `hparams` carry the whole config into every checkpoint."""
+
+    def __init__(self, net: nn.Module, num_classes: int, optim: dict, config: dict | None = None
+                 ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.optim = OptimConfig(**optim)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.optim.label_smoothing)
+        # ModuleDict keys may not shadow nn.Module attributes such as `train`.
+        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro")
+                                  for s in ("train", "val", "test")})
+        self.mean_loss = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("train", "val", "test")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        self.mean_loss[f"{split}_"](loss.detach(), weight=len(y))
+        self.acc[f"{split}_"](logits.detach(), y)
+        # torchmetrics objects sync across DDP workers themselves when computed.
+        self.log(M.key(split, "loss"), self.mean_loss[f"{split}_"], on_step=False, on_epoch=True)
+        self.log(M.key(split, "acc"), self.acc[f"{split}_"], on_step=False, on_epoch=True,
+                 prog_bar=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        o = self.optim
+        params = self.parameters()
+        if o.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov
+                                  and o.momentum > 0, weight_decay=o.weight_decay)
+        else:
+            cls = torch.optim.Adam if o.optimizer == "adam" else torch.optim.AdamW
+            opt = cls(params, lr=o.lr, weight_decay=o.weight_decay)
+        steps = int(self.trainer.estimated_stepping_batches)
+        if o.schedule == "none" or steps < 8:  # too few steps to shape a schedule over
+            return opt
+        if o.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps,
+                                                        pct_start=0.25)
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+

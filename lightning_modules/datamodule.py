@@ -1,0 +1,129 @@
+"""A prepared dataset (local or s3://) held as tensors, batched by index, normalised on device."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from flows.store import join, read_json, read_npy
+
+
+class MissingDatasetError(FileNotFoundError):
+    """The URI holds no complete prepared dataset (no manifest)."""
+
+
+def load_manifest(uri: str) -> dict:
+    manifest = read_json(join(uri, "manifest.json"))
+    if manifest is None:
+        raise MissingDatasetError(f"{uri}: no prepared dataset there (no manifest.json)")
+    return manifest
+
+
+class TensorBatches(Dataset):
+    """Whole tensors; `__getitems__` lets the DataLoader fetch a batch with one indexing op."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.as_tensor(idx)
+        return self.x[t], self.y[t]
+
+
+def keep_batch(batch: Any) -> Any:
+    """collate_fn: the batch is already stacked by `__getitems__`."""
+    return batch
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+    """Per-image random translation (reflect-padded crop) and horizontal flip, vectorised."""
+    n, c, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(x.device)
+    rows = (torch.arange(h, device=x.device)[None] + dy[:, None])[:, None, :, None]
+    cols = (torch.arange(w, device=x.device)[None] + dx[:, None])[:, None, None, :]
+    out = xp[torch.arange(n, device=x.device)[:, None, None, None],
+             torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    flip = (torch.rand(n, generator=generator, device="cpu") < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] → (x - mean) / std per channel; uint8 input is scaled first."""
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    return (x - mean.to(x.device).view(1, -1, 1, 1)) / std.to(x.device).view(1, -1, 1, 1)
+
+
+class PreparedData(pl.LightningDataModule):
+    """Reads the arrays once (checking each file's SHA-256 against the manifest)."""
+
+    def __init__(self, uri: str, batch_size: int, augment: Optional[bool] = None,
+                 max_train_samples: Optional[int] = None, eval_batch_size: int = 1024,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.uri, self.batch_size, self.eval_batch_size = uri, batch_size, eval_batch_size
+        self.max_train_samples, self.seed = max_train_samples, seed
+        self.manifest = load_manifest(uri)
+        # Crop + flip suits photos (RGB), not digits or garments drawn in a fixed frame.
+        self.augment = self.manifest["shape"][0] == 3 if augment is None else augment
+        self.mean = torch.tensor(self.manifest["mean"]).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.manifest["std"]).view(1, -1, 1, 1)
+        self.splits: dict[str, TensorBatches] = {}
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.manifest["shape"])
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest["classes"]
+
+    def split(self, name: str) -> TensorBatches:
+        if name not in self.splits:
+            files = self.manifest["files"]
+            x = read_npy(join(self.uri, f"{name}_x.npy"), files[f"{name}_x.npy"]["sha256"])
+            y = read_npy(join(self.uri, f"{name}_y.npy"), files[f"{name}_y.npy"]["sha256"])
+            if name == "train" and self.max_train_samples and self.max_train_samples < len(y):
+                keep = np.sort(np.random.default_rng(self.seed).permutation(len(y))
+                               [: self.max_train_samples])
+                x, y = x[keep], y[keep]
+            self.splits[name] = TensorBatches(torch.from_numpy(np.ascontiguousarray(x)),
+                                              torch.from_numpy(y.astype(np.int64)))
+        return self.splits[name]
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        n = len(self.split("train"))
+        if self.batch_size > n:
+            raise ValueError(f"batch size {self.batch_size} is larger than the training set ({n})")
+
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        return DataLoader(self.split(name), batch_size=self.batch_size if train
+                          else self.eval_batch_size, shuffle=train, collate_fn=keep_batch)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val" if self.manifest["splits"]["val"]["count"] else "test", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        x = x.float().div_(255.0)
+        if self.augment and self.trainer is not None and self.trainer.training:
+            x = random_crop_flip(x, pad=max(1, x.shape[-1] // 8))
+        return standardize(x, self.mean, self.std), y

@@ -1,0 +1,95 @@
+"""The four families as plain nn.Modules, built for any C×H×W input and class count."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from lightning_modules.config import ModelConfig
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "elu": nn.ELU,
+    "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+}
+Shape = tuple[int, int, int]
+
+
+def _dense_stack(sizes: list[int], act: str, dropout: float) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), ACTIVATIONS[act](), nn.Dropout(dropout)]
+    return layers
+
+
+def _flat_size(features: nn.Module, shape: Shape) -> int:
+    """Width of the flattened feature map, found by one dry run (works for any H×W)."""
+    with torch.no_grad():
+        return int(features(torch.zeros(1, *shape)).flatten(1).shape[1])
+
+
+def bp(shape: Shape, classes: int, cfg: ModelConfig) -> nn.Module:
+    """The BP network: one hidden layer."""
+    c, h, w = shape
+    hidden = cfg.resolved_widths()[0]
+    return nn.Sequential(nn.Flatten(), *_dense_stack([c * h * w, hidden], cfg.activation,
+                                                     cfg.dropout), nn.Linear(hidden, classes))
+
+
+def dnn(shape: Shape, classes: int, cfg: ModelConfig) -> nn.Module:
+    """A deep MLP: one hidden layer per width."""
+    c, h, w = shape
+    sizes = [c * h * w, *cfg.resolved_widths()]
+    return nn.Sequential(nn.Flatten(), *_dense_stack(sizes, cfg.activation, cfg.dropout),
+                         nn.Linear(sizes[-1], classes))
+
+
+def cnn(shape: Shape, classes: int, cfg: ModelConfig) -> nn.Module:
+    """LeNet-like: two conv + pool blocks and a fully connected head."""
+    c1, c2, fc = cfg.resolved_widths()
+    act = ACTIVATIONS[cfg.activation]
+    features = nn.Sequential(
+        nn.Conv2d(shape[0], c1, 5, padding=2), act(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5, padding=2), act(), nn.MaxPool2d(2), nn.Flatten())
+    flat = _flat_size(features, shape)
+    return nn.Sequential(features, nn.Dropout(cfg.dropout),
+                         *_dense_stack([flat, fc], cfg.activation, cfg.dropout),
+                         nn.Linear(fc, classes))
+
+
+def _conv_bn(a: int, b: int, act: str) -> list[nn.Module]:
+    return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), ACTIVATIONS[act]()]
+
+
+class DeepCNN(nn.Module):
+    """VGG-style with batch norm (airbench-like): a stem, three conv-conv-pool blocks, max-pool head."""
+
+    def __init__(self, shape: Shape, classes: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        stem, *blocks = cfg.resolved_widths()
+        layers = _conv_bn(shape[0], stem, cfg.activation)
+        prev = stem
+        for i, width in enumerate(blocks):
+            layers += _conv_bn(prev, width, cfg.activation)
+            if min(shape[1:]) >> (i + 1) >= 1:  # pool while the map is still at least 1×1
+                layers.append(nn.MaxPool2d(2))
+            layers += _conv_bn(width, width, cfg.activation)
+            prev = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(cfg.dropout),
+                                  nn.Linear(prev, classes, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+FAMILIES: dict[str, Callable[[Shape, int, ModelConfig], nn.Module]] = {
+    "bp": bp, "dnn": dnn, "cnn": cnn, "dcnn": DeepCNN,
+}
+
+
+def build_net(cfg: ModelConfig, shape: Shape, classes: int) -> nn.Module:
+    """The registry's one entry point."""
+    if classes < 2:
+        raise ValueError(f"need at least 2 classes, got {classes}")
+    return FAMILIES[cfg.family](tuple(shape), classes, cfg)
