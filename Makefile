@@ -14,14 +14,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# The main job until the pipeline lands: prepare MNIST, train the CNN on Ray, evaluate it.
 run: $(STAMP)
 	$(BIN)/imgclf prepare --dataset mnist $(MNIST_SOURCE)
+	$(BIN)/imgclf train --dataset mnist --model cnn --epochs 1
+	$(BIN)/imgclf evaluate --dataset mnist --model cnn
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) artifacts

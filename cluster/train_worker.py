@@ -17,6 +17,7 @@ from lightning_modules.datamodule import PreparedData
 from lightning_modules.nets import build_net
 
 CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME
+WORLD_SIZE = "ddp/world_size"
 
 
 class FailOnce(pl.Callback):
@@ -43,6 +44,13 @@ class FailOnce(pl.Callback):
             os._exit(1)
 
 
+class LogWorldSize(pl.Callback):
+    """Reports the DDP world size with each epoch's metrics, so a run shows how it was spread."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.log(WORLD_SIZE, float(trainer.world_size), rank_zero_only=True)
+
+
 def build(cfg: TrainConfig, data_uri: str) -> tuple[Classifier, PreparedData]:
     """The datamodule and the module, from the config alone."""
     dm = PreparedData(data_uri, cfg.optim.batch_size, max_train_samples=cfg.max_train_samples,
@@ -58,7 +66,8 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(int(config["threads"]))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dm = build(cfg, config["data_uri"])
-    callbacks: list[pl.Callback] = [RayTrainReportCallback()]
+    # LogWorldSize runs first so its value is in the metrics the report callback sends.
+    callbacks: list[pl.Callback] = [LogWorldSize(), RayTrainReportCallback()]
     if config.get("fault_marker"):
         callbacks.append(FailOnce(config["fault_marker"]))
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",

@@ -9,7 +9,7 @@ import sys
 from pydantic import ValidationError
 
 from flows.cli_options import add_model_options, model_from_args, one_line
-from flows.config import PrepConfig
+from flows.config import EvalConfig, PrepConfig, TrainConfig
 from flows.errors import UserError
 
 
@@ -25,8 +25,30 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    cfg = model_from_args(TrainConfig, args)
+    from cluster.launcher import train
+
+    out = train(cfg)
+    print(json.dumps({"run_name": out.run_name, "bundle": out.bundle_uri, "cached": out.cached,
+                      "metrics": out.info.get("metrics", {}),
+                      "train_seconds": out.info.get("train_seconds")}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    cfg = model_from_args(EvalConfig, args)
+    from flows.evaluate import bundle_uri, evaluate_bundle
+
+    m = evaluate_bundle(bundle_uri(cfg))
+    print(json.dumps({k: v for k, v in m.items() if k not in ("confusion", "per_class")}))
+    return 0
+
+
 COMMANDS = {
     "prepare": (PrepConfig, _prepare, "prepare a dataset into the store"),
+    "train": (TrainConfig, _train, "train a model on Ray and publish its bundle"),
+    "evaluate": (EvalConfig, _evaluate, "evaluate a trained model on its test split"),
 }
 
 

@@ -99,3 +99,15 @@ class TrainConfig(BaseModel):
         if not _NAME_RE.match(v):
             raise ValueError(f"{v!r} is not a valid dataset name")
         return v
+
+
+class EvalConfig(BaseModel):
+    """Which published model to evaluate on its dataset's test split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field("mnist", description="a prepared dataset's name in the store")
+    family: Literal["bp", "dnn", "cnn", "dcnn"] = Field(
+        "cnn", description="model family", json_schema_extra={"cli_aliases": ["--model"]})
+    store: str = Field(DEFAULT_STORE, description="store holding the model bundles")
+    run_name: Optional[str] = Field(None, description="a training run (default: the latest)")

@@ -56,3 +56,15 @@ def s3_bucket(s3_endpoint, request):
     fs.mkdir(name)
     yield f"s3://{name}"
     fs.rm(name, recursive=True)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """A prepared MNIST-shaped dataset (generated, 300 train images) in a tmp store."""
+    from flows.config import PrepConfig
+    from flows.prep.build import prepare
+    from tests.datagen import write_idx_set
+
+    src = write_idx_set(tmp_path / "raw", n_train=300, n_test=60)
+    res = prepare(PrepConfig(dataset="mnist", source=str(src), store=str(tmp_path / "store")))
+    return str(tmp_path / "store"), res.uri

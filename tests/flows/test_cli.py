@@ -35,6 +35,19 @@ def test_bad_options_give_one_line_errors(tmp_path, args, message):
     assert message in lines[-1] and "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("args,message", [
+    (["train", "--dropout", "1.5"], "--dropout: Input should be less than 1"),
+    (["train", "--model", "rnn"], "argument --family/--model: invalid choice"),
+    (["train", "--lr", "0"], "--lr: Input should be greater than 0"),
+    (["train", "--widths", "8,x"], "is not a comma-separated list of integers"),
+    (["train", "--dataset", "nothing"], "no prepared dataset 'nothing'"),
+    (["evaluate", "--model", "dcnn"], "no trained 'dcnn' model for 'mnist'"),
+])
+def test_train_and_evaluate_bad_options(tmp_path, args, message):
+    out = _run(*args, "--store", str(tmp_path))
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
 def test_prepare_prints_the_uri(tmp_path):
     src = write_idx_set(tmp_path / "src")
     out = _run("prepare", "--source", str(src), "--store", str(tmp_path / "s"), "--seed", "3")

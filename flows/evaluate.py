@@ -1,0 +1,78 @@
+"""Stage: evaluate a model bundle on its test split. Run: `imgclf evaluate --dataset mnist --model cnn`."""
+from __future__ import annotations
+
+import json
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows.config import EvalConfig
+from flows.errors import UserError
+from flows.plots import confusion_png
+from flows.store import join, normalize, read_json, write_bytes, write_json
+from lightning_modules import metrics as M
+from lightning_modules.bundle import BundleError, load_bundle
+from lightning_modules.datamodule import PreparedData
+from lightning_modules.evaluation import size_and_flops, speed, test_metrics
+
+
+def bundle_uri(cfg: EvalConfig) -> str:
+    """The bundle of cfg's run, or the latest one for (dataset, family)."""
+    base = join(normalize(cfg.store), "models", cfg.dataset, cfg.family)
+    if cfg.run_name:
+        return join(base, cfg.run_name)
+    latest = read_json(join(base, "latest.json"))
+    if latest is None:
+        raise UserError(f"no trained {cfg.family!r} model for {cfg.dataset!r} in "
+                        f"{normalize(cfg.store)}; run imgclf train first")
+    return latest["uri"]
+
+
+def evaluate_bundle(uri: str) -> dict:
+    """metrics.json, confusion.json and confusion.png next to the bundle; returns the metrics."""
+    try:
+        pred = load_bundle(uri)
+    except BundleError as e:
+        raise UserError(str(e)) from None
+    test = PreparedData(pred.info["data_uri"], batch_size=1).split("test")
+    result = {"dataset": pred.info["dataset"], "family": pred.info["family"],
+              "run_name": pred.info["run_name"], "bundle": uri,
+              "train_seconds": pred.info.get("train_seconds"),
+              "val": {k: v for k, v in pred.info.get("metrics", {}).items()},
+              **test_metrics(pred, test.x, test.y), **size_and_flops(pred), **speed(pred)}
+    title = f"{result['dataset']} {result['family']}: test acc {result[M.TEST_ACC]:.4f}"
+    write_json(join(uri, "confusion.json"), {"classes": pred.classes, "matrix": result["confusion"]})
+    write_bytes(join(uri, "confusion.png"), confusion_png(result["confusion"], pred.classes, title))
+    write_json(join(uri, "metrics.json"), result)
+    return result
+
+
+@task(retries=1, retry_delay_seconds=5)
+def evaluate_task(uri: str) -> str:
+    """Evaluate one bundle; returns the URI of its metrics.json."""
+    evaluate_bundle(uri)
+    return join(uri, "metrics.json")
+
+
+@task
+def metrics_artifact(metrics_uri: str) -> None:
+    """The headline numbers as a Prefect markdown artifact."""
+    m = read_json(metrics_uri)
+    keys = [M.TEST_ACC, M.TEST_F1, M.TEST_ECE, "params", "flops_per_image", "img_per_s",
+            "latency_ms_p50", "latency_ms_p99"]
+    rows = "\n".join(f"| {k} | {m[k]:.4g} |" for k in keys)
+    create_markdown_artifact(key=f"eval-{m['dataset']}-{m['family']}".lower(),
+                             markdown=f"# {m['dataset']} / {m['family']}\n\n| metric | value |\n"
+                                      f"|---|---:|\n{rows}\n")
+
+
+@flow(name="evaluate")
+def evaluate(cfg: EvalConfig = EvalConfig()) -> str:
+    """Evaluate the latest (or named) bundle of a (dataset, family); returns metrics.json's URI."""
+    uri = evaluate_task(bundle_uri(cfg))
+    metrics_artifact(uri)
+    return uri
+
+
+if __name__ == "__main__":
+    print(json.dumps(read_json(evaluate(EvalConfig())), indent=2)[:2000])

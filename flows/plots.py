@@ -1,0 +1,34 @@
+"""Plots people would rather look at than read; PNG bytes, headless (Agg)."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_png(cm: list[list[int]], classes: list[str], title: str) -> bytes:
+    """Row-normalised confusion matrix with counts in the cells."""
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    rows = [sum(r) or 1 for r in cm]
+    ax.imshow([[v / rows[i] for v in r] for i, r in enumerate(cm)], cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, cm[i][j], ha="center", va="center", fontsize=7,
+                    color="white" if cm[i][j] / rows[i] > 0.5 else "black")
+    ax.set_xticks(range(n), [c[:10] for c in classes], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), [c[:10] for c in classes], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)

@@ -1,0 +1,72 @@
+"""Bundles: safetensors round trip; tampered, incomplete or pickled-code inputs are refused."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from lightning_modules.bundle import (BundleError, load_bundle, net_state_from_checkpoint,
+                                      write_bundle)
+from lightning_modules.config import ModelConfig
+from lightning_modules.nets import build_net
+
+INFO = {"model": ModelConfig(family="cnn", widths=[4, 8, 16]).model_dump(), "shape": [1, 28, 28],
+        "classes": [str(i) for i in range(10)], "mean": [0.13], "std": [0.31]}
+
+
+def _write(tmp_path):
+    net = build_net(ModelConfig(**INFO["model"]), (1, 28, 28), 10)
+    write_bundle(str(tmp_path / "b"), net.state_dict(), dict(INFO))
+    return net
+
+
+def test_round_trip_predicts_the_same(tmp_path):
+    net = _write(tmp_path)
+    pred = load_bundle(str(tmp_path / "b"))
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    want = net.eval()((x.float() / 255 - 0.13) / 0.31).softmax(1)
+    assert torch.allclose(pred.probs(x), want, atol=1e-6)
+
+
+def test_tampered_weights(tmp_path):
+    _write(tmp_path)
+    path = tmp_path / "b" / "weights.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match its SHA-256"):
+        load_bundle(str(tmp_path / "b"))
+
+
+def test_incomplete_bundle(tmp_path):
+    _write(tmp_path)
+    os.remove(tmp_path / "b" / "bundle.json")
+    with pytest.raises(BundleError, match="no complete model bundle"):
+        load_bundle(str(tmp_path / "b"))
+
+
+def test_weights_that_do_not_fit(tmp_path):
+    _write(tmp_path)
+    info = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    info["model"]["widths"] = [4, 8, 32]
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(info))
+    with pytest.raises(BundleError, match="do not fit the network"):
+        load_bundle(str(tmp_path / "b"))
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {"net.w": torch.zeros(1)}, "x": _Evil(marker)}, tmp_path / "c.ckpt")
+    with pytest.raises(BundleError, match="not a loadable checkpoint"):
+        net_state_from_checkpoint(str(tmp_path / "c.ckpt"))
+    assert not marker.exists()

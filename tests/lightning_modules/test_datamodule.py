@@ -1,0 +1,51 @@
+"""The datamodule: whole-batch indexing, normalisation, augmentation, and refusing bad data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flows.errors import DataError
+from lightning_modules.datamodule import MissingDatasetError, PreparedData, random_crop_flip
+
+
+def test_batches_are_fetched_whole_and_normalised(tiny_dataset):
+    _, uri = tiny_dataset
+    dm = PreparedData(uri, batch_size=32)
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8 and x.shape == (32, 1, 28, 28) and y.shape == (32,)
+    xn, _ = dm.on_after_batch_transfer((dm.split("train").x, dm.split("train").y), 0)
+    assert abs(float(xn.mean())) < 1e-3 and abs(float(xn.std()) - 1) < 1e-2  # train stats
+
+
+def test_subset_and_batch_size_checks(tiny_dataset):
+    _, uri = tiny_dataset
+    dm = PreparedData(uri, batch_size=50, max_train_samples=40)
+    with pytest.raises(ValueError, match="batch size 50 is larger than the training set \\(40\\)"):
+        dm.setup("fit")
+
+
+def test_crop_flip_keeps_shape_and_moves_pixels():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    outs = [random_crop_flip(x, 2, g) for _ in range(5)]
+    assert all(o.shape == x.shape for o in outs)
+    assert any(not torch.equal(o, x) for o in outs)
+    # each output image is a shifted/flipped window of its own input, never another image's
+    assert all(o[1].min() >= x[1].min() for o in outs)
+
+
+def test_tampered_array_is_refused(tiny_dataset):
+    _, uri = tiny_dataset
+    path = f"{uri}/train_x.npy"
+    arr = np.load(path)
+    arr[0, 0, 0, 0] ^= 0xFF
+    np.save(path, arr)
+    with pytest.raises(DataError, match="does not match the manifest"):
+        PreparedData(uri, batch_size=8).split("train")
+
+
+def test_missing_dataset(tmp_path):
+    with pytest.raises(MissingDatasetError, match="no prepared dataset"):
+        PreparedData(str(tmp_path / "nothing"), batch_size=8)
