@@ -105,6 +105,7 @@ def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
     if done is not None:
         log.info("%s: finished already, bundle at %s", name, bundle_uri)
         return TrainOutcome(name, bundle_uri, done, cached=True)
+    launched_at = time.time()
     connect(cfg.scaling.ray_address)
     check_cluster(cfg)
     scaling_config, threads = scaling(cfg)
@@ -112,7 +113,8 @@ def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri,
-                           "threads": threads, "fault_marker": fault_marker},
+                           "threads": threads, "fault_marker": fault_marker,
+                           "launched_at": launched_at},
         scaling_config=scaling_config,
         run_config=RunConfig(
             name=name, storage_path=path, storage_filesystem=fs,

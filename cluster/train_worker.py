@@ -18,6 +18,8 @@ from lightning_modules.nets import build_net
 
 CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME
 WORLD_SIZE = "ddp/world_size"
+IMG_PER_S = "perf/train_img_per_s"
+STARTUP_S = "perf/startup_s"
 
 
 class FailOnce(pl.Callback):
@@ -51,6 +53,38 @@ class LogWorldSize(pl.Callback):
         pl_module.log(WORLD_SIZE, float(trainer.world_size), rank_zero_only=True)
 
 
+class ThroughputMeter(pl.Callback):
+    """Steady-state training img/s over all workers (first batches skipped as warm-up), and
+    the seconds from the launcher's call to the first batch (Ray start-up + trainer set-up)."""
+
+    WARMUP = 3
+
+    def __init__(self, launched_at: float) -> None:
+        self.launched_at = launched_at
+        self.t0: float | None = None
+        self.images = 0
+        self.first_batch_at: float | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.t0, self.images = None, 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any,
+                             batch_idx: int) -> None:
+        if self.first_batch_at is None:
+            self.first_batch_at = time.time()
+        if batch_idx == self.WARMUP:
+            self.t0 = time.perf_counter()
+        if self.t0 is not None:
+            self.images += len(batch[1])
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.t0 is not None and self.images:
+            rate = self.images / (time.perf_counter() - self.t0) * trainer.world_size
+            pl_module.log(IMG_PER_S, rate, rank_zero_only=True)
+        if self.first_batch_at is not None:
+            pl_module.log(STARTUP_S, self.first_batch_at - self.launched_at, rank_zero_only=True)
+
+
 def build(cfg: TrainConfig, data_uri: str) -> tuple[Classifier, PreparedData]:
     """The datamodule and the module, from the config alone."""
     dm = PreparedData(data_uri, cfg.optim.batch_size, max_train_samples=cfg.max_train_samples,
@@ -60,6 +94,14 @@ def build(cfg: TrainConfig, data_uri: str) -> tuple[Classifier, PreparedData]:
                       config=cfg.model_dump(mode="json")), dm
 
 
+def distributed(world_size: int) -> dict[str, Any]:
+    """DDP through Ray for several workers; one worker trains without the DDP wrapper, whose
+    per-step cost halved `bp`'s speed on a 2-core machine (bench/train.py)."""
+    if world_size == 1:
+        return {"strategy": "auto"}
+    return {"strategy": RayDDPStrategy(), "plugins": [RayLightningEnvironment()]}
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Entry point of each Ray Train worker; resumes from the run's latest checkpoint if any."""
     cfg = TrainConfig(**config["cfg"])
@@ -67,15 +109,17 @@ def train_loop_per_worker(config: dict) -> None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dm = build(cfg, config["data_uri"])
     # LogWorldSize runs first so its value is in the metrics the report callback sends.
-    callbacks: list[pl.Callback] = [LogWorldSize(), RayTrainReportCallback()]
+    callbacks: list[pl.Callback] = [LogWorldSize(), ThroughputMeter(config["launched_at"]),
+                                    RayTrainReportCallback()]
     if config.get("fault_marker"):
         callbacks.append(FailOnce(config["fault_marker"]))
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",
-                         strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()],
+                         **distributed(ray.train.get_context().get_world_size()),
                          callbacks=callbacks, enable_checkpointing=False, logger=False,
                          enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0)
-    trainer = prepare_trainer(trainer)
+    if ray.train.get_context().get_world_size() > 1:
+        trainer = prepare_trainer(trainer)
     checkpoint: Optional[ray.train.Checkpoint] = ray.train.get_checkpoint()
     if checkpoint is None:
         trainer.fit(module, datamodule=dm)

@@ -31,26 +31,31 @@ class Classifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str, batch_idx: int
+              ) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        self.mean_loss[f"{split}_"](loss.detach(), weight=len(y))
-        self.acc[f"{split}_"](logits.detach(), y)
-        # torchmetrics objects sync across DDP workers themselves when computed.
-        self.log(M.key(split, "loss"), self.mean_loss[f"{split}_"], on_step=False, on_epoch=True)
-        self.log(M.key(split, "acc"), self.acc[f"{split}_"], on_step=False, on_epoch=True,
-                 prog_bar=True)
+        self.mean_loss[f"{split}_"].update(loss.detach(), weight=len(y))
+        self.acc[f"{split}_"].update(logits.detach(), y)
+        if batch_idx == 0:
+            # Lightning computes a logged Metric object at epoch end from all of its updates
+            # (and syncs it across DDP ranks), so registering it once per epoch is enough; a
+            # self.log per step cost bp half its speed (11.7k vs 22.8k img/s, bench/train.py).
+            self.log(M.key(split, "loss"), self.mean_loss[f"{split}_"], on_step=False,
+                     on_epoch=True)
+            self.log(M.key(split, "acc"), self.acc[f"{split}_"], on_step=False, on_epoch=True,
+                     prog_bar=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train", batch_idx)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._step(batch, "val", batch_idx)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "test")
+        self._step(batch, "test", batch_idx)
 
     def configure_optimizers(self) -> Any:
         o = self.optim

@@ -68,3 +68,12 @@ def tiny_dataset(tmp_path):
     src = write_idx_set(tmp_path / "raw", n_train=300, n_test=60)
     res = prepare(PrepConfig(dataset="mnist", source=str(src), store=str(tmp_path / "store")))
     return str(tmp_path / "store"), res.uri
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's temporary server (real API, SQLite), shared by the flow tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield

@@ -1,22 +1,14 @@
 """The Prefect flow under Prefect's test harness: returns the URI and publishes the card."""
 from __future__ import annotations
 
-import pytest
 from prefect.artifacts import Artifact
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.config import PrepConfig
 from flows.prepare_data import prepare_data
 from tests.datagen import write_idx_set
 
 
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness():
-        yield
-
-
-def test_flow_prepares_and_shows_the_card(harness, tmp_path):
+def test_flow_prepares_and_shows_the_card(prefect_harness, tmp_path):
     src = write_idx_set(tmp_path / "src")
     cfg = PrepConfig(dataset="fashion-mnist", source=str(src), store=str(tmp_path / "s"))
     uri = prepare_data(cfg)
