@@ -58,7 +58,7 @@ def connect(address: Optional[str]) -> None:
     if address and address.startswith("ray://"):
         raise UserError("ray:// (Ray Client) is not supported for Train/Tune; run this on the "
                         "head node with --ray-address auto or host:port")
-    ray.init(address=address or None, include_dashboard=False, log_to_driver=True)
+    ray.init(address=address or None, log_to_driver=True)
 
 
 def storage(store: str) -> tuple[str, Optional[pyarrow.fs.FileSystem]]:
@@ -88,8 +88,28 @@ def check_cluster(cfg: TrainConfig) -> None:
                         f"{normalize(cfg.store)} is a local path; use shared storage (s3://...)")
 
 
-def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
-    """Train on Ray (or reuse a finished bundle for the same inputs) and publish the bundle."""
+def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional[list] = None,
+                 fault_marker: Optional[str] = None, launched_at: Optional[float] = None
+                 ) -> TorchTrainer:
+    """The TorchTrainer for one run: scaling, storage, checkpoint scoring, fault tolerance."""
+    scaling_config, threads = scaling(cfg)
+    path, fs = storage(cfg.store)
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri,
+                           "threads": threads, "fault_marker": fault_marker,
+                           "launched_at": launched_at or time.time()},
+        scaling_config=scaling_config,
+        run_config=RunConfig(
+            name=name, storage_path=path, storage_filesystem=fs, callbacks=callbacks or [],
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.scaling.num_to_keep,
+                                               checkpoint_score_attribute=M.SCORE,
+                                               checkpoint_score_order=M.SCORE_MODE),
+            failure_config=FailureConfig(max_failures=cfg.scaling.max_failures)))
+
+
+def check_data(cfg: TrainConfig) -> tuple[str, dict]:
+    """The dataset's URI and manifest, and the checks that need no Ray (batch vs. data size)."""
     data_uri = dataset_uri(cfg.store, cfg.dataset)
     try:
         manifest = load_manifest(data_uri)
@@ -99,6 +119,12 @@ def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
     if cfg.optim.batch_size > n_train:
         raise UserError(f"--batch-size {cfg.optim.batch_size} is larger than the training set "
                         f"({n_train} images)")
+    return data_uri, manifest
+
+
+def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
+    """Train on Ray (or reuse a finished bundle for the same inputs) and publish the bundle."""
+    data_uri, manifest = check_data(cfg)
     name = run_name(cfg, manifest["key"])
     bundle_uri = join(normalize(cfg.store), "models", cfg.dataset, cfg.model.family, name)
     done = read_json(join(bundle_uri, INFO))
@@ -108,20 +134,8 @@ def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
     launched_at = time.time()
     connect(cfg.scaling.ray_address)
     check_cluster(cfg)
-    scaling_config, threads = scaling(cfg)
-    path, fs = storage(cfg.store)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri,
-                           "threads": threads, "fault_marker": fault_marker,
-                           "launched_at": launched_at},
-        scaling_config=scaling_config,
-        run_config=RunConfig(
-            name=name, storage_path=path, storage_filesystem=fs,
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.scaling.num_to_keep,
-                                               checkpoint_score_attribute=M.SCORE,
-                                               checkpoint_score_order=M.SCORE_MODE),
-            failure_config=FailureConfig(max_failures=cfg.scaling.max_failures)))
+    trainer = make_trainer(cfg, data_uri, name, fault_marker=fault_marker, launched_at=launched_at)
+    scaling_config = trainer.scaling_config
     start = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - start

@@ -9,7 +9,7 @@ import sys
 from pydantic import ValidationError
 
 from flows.cli_options import add_model_options, model_from_args, one_line
-from flows.config import EvalConfig, PrepConfig, TrainConfig
+from flows.config import EvalConfig, PrepConfig, TrainConfig, TuneConfig
 from flows.errors import UserError
 
 
@@ -45,10 +45,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    cfg = model_from_args(TuneConfig, args)
+    from cluster.tuner import run_tune
+
+    out = run_tune(cfg)
+    print(json.dumps({"name": out.name, "uri": out.uri, "best": out.best["params"],
+                      "best_val_acc": out.best["best_val_acc"], "trials": len(out.trials),
+                      "stopped_early": out.best["stopped_early"]}))
+    return 0
+
+
 COMMANDS = {
     "prepare": (PrepConfig, _prepare, "prepare a dataset into the store"),
     "train": (TrainConfig, _train, "train a model on Ray and publish its bundle"),
     "evaluate": (EvalConfig, _evaluate, "evaluate a trained model on its test split"),
+    "tune": (TuneConfig, _tune, "tune the study's levers with Ray Tune (ASHA)"),
 }
 
 

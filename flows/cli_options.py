@@ -38,8 +38,8 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
         elif ann in (int, float, str):
             kw["type"] = ann
         elif typing.get_origin(ann) is list:
-            kw["type"] = _int_list
-            kw["metavar"] = "N,N,..."
+            kw["type"] = _list_of(typing.get_args(ann)[0])
+            kw["metavar"] = "A,B,..."
         else:
             kw["type"] = str
         extra = (field.json_schema_extra or {}).get("cli_aliases", []) \
@@ -47,11 +47,19 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
         parser.add_argument(flag, *extra, **kw)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
+def _list_of(item: Any) -> Any:
+    """A parser for comma-separated lists; pydantic validates the items (choices, ranges)."""
+    convert = item if item in (int, float) else str
+    name = {int: "integers", float: "numbers"}.get(convert, "values")
+
+    def parse(text: str) -> list:
+        try:
+            return [convert(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {name}") from None
+    parse.__name__ = f"list of {name}"
+    return parse
 
 
 def model_from_args(model: type[BaseModel], args: argparse.Namespace, prefix: str = "") -> Any:
@@ -71,9 +79,14 @@ def _given(model: type[BaseModel], args: argparse.Namespace, prefix: str) -> dic
 
 
 def one_line(err: ValidationError) -> str:
-    """The first validation problem, named by its CLI option."""
+    """The first validation problem, named by its CLI option (`--lr`, `--activations`)."""
     e = err.errors()[0]
-    # Nested fields are flat options: model.dropout → --dropout.
-    loc = "--" + str(e["loc"][-1]).replace("_", "-") if e["loc"] else "options"
     msg = e["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}" if e["loc"] else msg
+    names = [p for p in e["loc"] if isinstance(p, str)]  # list positions are ints: skip them
+    if not names or names[-1] in _NESTED:  # a check across fields names its own options
+        return msg
+    return f"--{names[-1].replace('_', '-')}: {msg}"
+
+
+# Field names that hold nested configs rather than options.
+_NESTED = {"base", "space", "tune", "model", "optim", "scaling"}

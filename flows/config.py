@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lightning_modules.config import ModelConfig, OptimConfig
+from lightning_modules.config import Activation, ModelConfig, OptimConfig
 
 DatasetKind = Literal["mnist", "fashion-mnist", "cifar10", "imagefolder"]
 DEFAULT_STORE = "./artifacts"
@@ -111,3 +111,55 @@ class EvalConfig(BaseModel):
         "cnn", description="model family", json_schema_extra={"cli_aliases": ["--model"]})
     store: str = Field(DEFAULT_STORE, description="store holding the model bundles")
     run_name: Optional[str] = Field(None, description="a training run (default: the latest)")
+
+
+class SearchSpace(BaseModel):
+    """The study's five levers as Tune search space (plus weight decay)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr_min: float = Field(3e-4, gt=0.0, description="learning rate range, log-uniform: low")
+    lr_max: float = Field(1e-2, gt=0.0, le=10.0, description="learning rate range: high")
+    batch_sizes: list[int] = Field([64, 128, 256], min_length=1, description="batch sizes to try")
+    activations: list[Activation] = Field(["relu", "gelu", "elu"], min_length=1,
+                                          description="activations to try")
+    presets: Optional[list[str]] = Field(None, description="structures to try (default: the "
+                                         "family's presets but the GPU-sized ones)")
+    dropout_min: float = Field(0.0, ge=0.0, lt=1.0, description="dropout range, uniform: low")
+    dropout_max: float = Field(0.3, ge=0.0, lt=1.0, description="dropout range: high")
+    weight_decays: list[float] = Field([0.0, 5e-4], min_length=1, description="weight decays")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SearchSpace":
+        if self.lr_min >= self.lr_max:
+            raise ValueError(f"learning-rate range is empty or inverted: {self.lr_min} .. {self.lr_max}")
+        if self.dropout_min > self.dropout_max:
+            raise ValueError(f"dropout range is inverted: {self.dropout_min} .. {self.dropout_max}")
+        if any(b <= 0 for b in self.batch_sizes) or any(w < 0 for w in self.weight_decays):
+            raise ValueError("batch sizes must be positive and weight decays non-negative")
+        return self
+
+
+class TuneOptions(BaseModel):
+    """The tuning budget and the ASHA scheduler."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_samples: int = Field(8, gt=0, le=10000, description="trials to sample")
+    max_epochs: int = Field(2, gt=0, le=1000, description="epochs per trial (ASHA's max_t)")
+    time_budget_s: Optional[float] = Field(None, gt=0, description="stop sampling after this long")
+    max_concurrent: int = Field(1, gt=0, description="trials running at once")
+    grace_period: int = Field(1, gt=0, description="epochs before ASHA may stop a trial")
+    reduction_factor: int = Field(2, ge=2, description="ASHA reduction factor")
+    tune_name: Optional[str] = Field(None, description="experiment name (default: from inputs); "
+                                     "the same name resumes an interrupted tune")
+
+
+class TuneConfig(BaseModel):
+    """A tuning run: the base training config, the search space and the budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: TrainConfig = Field(default_factory=TrainConfig)
+    space: SearchSpace = Field(default_factory=SearchSpace)
+    tune: TuneOptions = Field(default_factory=TuneOptions)

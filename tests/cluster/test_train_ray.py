@@ -10,22 +10,11 @@ import ray
 import torch
 
 from cluster.launcher import train
-from flows.config import PrepConfig, TrainConfig
+from flows.config import TrainConfig
 from flows.evaluate import evaluate_bundle
-from flows.prep.build import prepare
 from lightning_modules import metrics as M
 from lightning_modules.bundle import load_bundle
 from lightning_modules.datamodule import PreparedData
-from tests.conftest import shared_dataset
-
-
-@pytest.fixture(scope="module")
-def mnist_store(tmp_path_factory):
-    store = str(tmp_path_factory.mktemp("store"))
-    prepare(PrepConfig(dataset="mnist", source=str(shared_dataset("mnist")), store=store))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield store
-    ray.shutdown()
 
 
 def _cfg(store, **kw):
@@ -36,8 +25,9 @@ def _cfg(store, **kw):
     return TrainConfig(**base)
 
 
-def test_two_worker_run_publishes_a_working_bundle(mnist_store):
-    out = train(_cfg(mnist_store))
+def test_two_worker_run_publishes_a_working_bundle(local_ray):
+    mnist_store = local_ray
+    out = train(_cfg(local_ray))
     assert not out.cached
     assert out.info["metrics"]["ddp/world_size"] == 2.0
     assert glob.glob(f"{mnist_store}/ray/{out.run_name}/checkpoint_*/checkpoint.ckpt")
@@ -48,11 +38,12 @@ def test_two_worker_run_publishes_a_working_bundle(mnist_store):
     m = evaluate_bundle(out.bundle_uri)
     assert sum(map(sum, m["confusion"])) == 10000 and m["params"] > 0 and m["img_per_s"] > 0
     assert json.loads(open(f"{out.bundle_uri}/metrics.json").read())[M.TEST_ACC] == m[M.TEST_ACC]
-    again = train(_cfg(mnist_store))
+    again = train(_cfg(local_ray))
     assert again.cached and again.bundle_uri == out.bundle_uri
 
 
-def test_worker_death_resumes_from_the_checkpoint(mnist_store, tmp_path):
+def test_worker_death_resumes_from_the_checkpoint(local_ray, tmp_path):
+    mnist_store = local_ray
     marker = str(tmp_path / "died")
     cfg = _cfg(mnist_store, epochs=2, seed=7)
     out = train(cfg, fault_marker=marker)

@@ -1,0 +1,94 @@
+"""Ray Tune on a local Ray: ASHA stops weak trials, the best trial wins, an interrupted tune
+resumes without re-running finished trials, and bad budgets fail before any trial starts."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from pydantic import ValidationError
+from ray import tune
+
+from cluster.launcher import storage
+from cluster.tuner import run_tune
+from flows.config import TuneConfig
+from flows.errors import UserError
+from lightning_modules import metrics as M
+
+BASE = {"dataset": "mnist", "max_train_samples": 300, "model": {"family": "bp"}}
+SPACE = {"lr_min": 1e-5, "lr_max": 0.3, "batch_sizes": [32], "presets": ["small"]}
+
+
+def _cfg(store, samples=4, name=None):
+    return TuneConfig(base={**BASE, "store": store}, space=SPACE,
+                      tune={"num_samples": samples, "max_epochs": 2, "tune_name": name})
+
+
+def test_asha_stops_early_and_the_best_trial_wins(local_ray):
+    out = run_tune(_cfg(local_ray, name="asha"))
+    rows = out.trials
+    assert len(rows) == 4 and all(r["error"] is None for r in rows)
+    assert any(r["stopped_early"] for r in rows), rows
+    top = max(rows, key=lambda r: r["best_val_acc"])
+    assert out.best["params"] == top["params"]
+    # Tune's own record agrees: the best val/acc any trial reached (scope="all"), not its last.
+    path, fs = storage(local_ray)
+    analysis = tune.ExperimentAnalysis(f"{path}/asha", storage_filesystem=fs)
+    assert analysis.get_best_config(M.SCORE, "max", scope="all")["params"] == top["params"]
+    saved = json.loads(Path(out.uri, "best.json").read_text())
+    assert saved["train_config"]["optim"]["lr"] == top["params"]["lr"]
+
+
+def test_interrupted_tune_resumes_without_rerunning_finished_trials(local_ray, tmp_path):
+    cfg = _cfg(local_ray, samples=4, name="resume")
+    trials_dir = Path(local_ray, "tuning/mnist/bp/resume/trials")
+    args = [sys.executable, "-m", "flows.cli", "tune", "--store", local_ray, "--dataset", "mnist",
+            "--max-train-samples", "300", "--model", "bp", "--lr-min", "1e-5", "--lr-max", "0.3",
+            "--batch-sizes", "32", "--presets", "small", "--num-samples", "4",
+            "--max-epochs", "2", "--tune-name", "resume"]
+    # The driver starts its own local Ray; both die together, as when a head node goes down.
+    ray.shutdown()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(trials_dir.glob("*.json"))) < 2:
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray die mid-search
+    proc.wait()
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"],
+                   capture_output=True, timeout=60)  # any raylet that outlived its driver
+    ray.init(num_cpus=2, log_to_driver=False)
+    finished_before = {p.name.split("-")[0] for p in trials_dir.glob("*.json")}
+    assert 2 <= len(finished_before) < 4
+    out = run_tune(cfg)
+    files = [p.name.split("-")[0] for p in trials_dir.glob("*.json")]
+    assert len(out.trials) == 4
+    assert sorted(files) == sorted(set(files)), "a finished trial ran again"
+    assert finished_before < set(files)
+
+
+@pytest.mark.parametrize("space,match", [
+    ({"lr_min": 0.1, "lr_max": 0.01}, "range is empty or inverted"),
+    ({"activations": ["relu", "swish"]}, "Input should be 'relu'"),
+    ({"dropout_min": 0.5, "dropout_max": 0.1}, "dropout range is inverted"),
+    ({"batch_sizes": []}, "at least 1 item"),
+])
+def test_bad_search_space(space, match):
+    with pytest.raises(ValidationError, match=match):
+        TuneConfig(space=space)
+
+
+def test_zero_budget_and_unplaceable_concurrency(local_ray):
+    with pytest.raises(ValidationError, match="greater than 0"):
+        TuneConfig(tune={"num_samples": 0})
+    with pytest.raises(UserError, match="--max-concurrent 3 trials .* but the cluster has 2"):
+        run_tune(TuneConfig(base={**BASE, "store": local_ray, "scaling": {"cpus_per_worker": 1}},
+                            space=SPACE, tune={"max_concurrent": 3}))
+    with pytest.raises(UserError, match="are not structures of 'bp'"):
+        run_tune(TuneConfig(base={**BASE, "store": local_ray}, space={"presets": ["wide"]}))
