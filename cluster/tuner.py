@@ -21,9 +21,7 @@ from flows.config import TrainConfig, TuneConfig
 from flows.errors import UserError
 from flows.store import join, normalize, write_json
 from lightning_modules import metrics as M
-from lightning_modules.config import PRESETS
-
-GPU_PRESETS = {"wide"}
+from lightning_modules.config import PRESETS, cpu_presets
 
 
 @dataclass
@@ -44,7 +42,7 @@ def tune_name(cfg: TuneConfig, data_key: str) -> str:
 def param_space(cfg: TuneConfig) -> dict[str, Any]:
     """Tune's distributions for the five levers (and weight decay)."""
     s, family = cfg.space, cfg.base.model.family
-    presets = s.presets or [p for p in PRESETS[family] if p not in GPU_PRESETS]
+    presets = s.presets or cpu_presets(family)
     unknown = sorted(set(presets) - set(PRESETS[family]))
     if unknown:
         raise UserError(f"--presets {unknown} are not structures of {family!r} "
@@ -154,7 +152,7 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
                                         reduction_factor=cfg.tune.reduction_factor)),
             run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs,
                                       callbacks=[TrialLog(uri)]))
-    results = tuner.fit()  # TUNE_GLOBAL_CHECKPOINT_S is set in run_tune: see there
+    results = tuner.fit()
     rows = _trial_rows(results, cfg.tune.max_epochs)
     scored = [r for r in rows if r["best_val_acc"] is not None]
     if not scored:

@@ -9,7 +9,7 @@ import sys
 from pydantic import ValidationError
 
 from flows.cli_options import add_model_options, model_from_args, one_line
-from flows.config import EvalConfig, PrepConfig, TrainConfig, TuneConfig
+from flows.config import EvalConfig, PrepConfig, StudyConfig, TrainConfig, TuneConfig
 from flows.errors import UserError
 
 
@@ -56,11 +56,20 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from flows.study import run_study
+
+    uri = run_study(model_from_args(StudyConfig, args))
+    print(json.dumps({"uri": uri, "json": f"{uri}/study.json", "plot": f"{uri}/study.png"}))
+    return 0
+
+
 COMMANDS = {
     "prepare": (PrepConfig, _prepare, "prepare a dataset into the store"),
     "train": (TrainConfig, _train, "train a model on Ray and publish its bundle"),
     "evaluate": (EvalConfig, _evaluate, "evaluate a trained model on its test split"),
     "tune": (TuneConfig, _tune, "tune the study's levers with Ray Tune (ASHA)"),
+    "study": (StudyConfig, _study, "sweep each lever alone over a grid, several seeds"),
 }
 
 

@@ -163,3 +163,25 @@ class TuneConfig(BaseModel):
     base: TrainConfig = Field(default_factory=TrainConfig)
     space: SearchSpace = Field(default_factory=SearchSpace)
     tune: TuneOptions = Field(default_factory=TuneOptions)
+
+
+Lever = Literal["lr", "batch_size", "activation", "structure", "dropout"]
+LEVERS: tuple[str, ...] = ("lr", "batch_size", "activation", "structure", "dropout")
+
+
+class StudyConfig(BaseModel):
+    """One lever at a time, as in the original study: each lever swept from a base config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: TrainConfig = Field(default_factory=TrainConfig)
+    levers: list[Lever] = Field(list(LEVERS), min_length=1, description="levers to sweep")
+    seeds: int = Field(3, gt=0, le=20, description="seeds per grid point")
+    lr_grid: list[float] = Field([1e-4, 3e-4, 1e-3, 3e-3, 1e-2], min_length=1,
+                                 description="learning rates")
+    batch_size_grid: list[int] = Field([32, 64, 128, 256], min_length=1, description="batch sizes")
+    activation_grid: list[Activation] = Field(["relu", "leaky_relu", "elu", "tanh", "sigmoid"],
+                                              min_length=1, description="activations")
+    structure_grid: Optional[list[str]] = Field(None, description="presets (default: the "
+                                                "family's CPU-sized ones)")
+    dropout_grid: list[float] = Field([0.0, 0.1, 0.3, 0.5], min_length=1, description="dropouts")

@@ -32,3 +32,19 @@ def confusion_png(cm: list[list[int]], classes: list[str], title: str) -> bytes:
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
     return _png(fig)
+
+
+def lever_panels(results: dict[str, list], title: str) -> bytes:
+    """One panel per lever: test accuracy (mean ± std over seeds) against the lever's values."""
+    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.2), squeeze=False)
+    for ax, (lever, points) in zip(axes[0], results.items()):
+        labels = [str(p["value"]) for p in points]
+        means = [p["mean"] for p in points]
+        stds = [p["std"] for p in points]
+        ax.errorbar(range(len(points)), means, yerr=stds, marker="o", capsize=4)
+        ax.set_xticks(range(len(points)), labels, rotation=30, fontsize=8)
+        ax.set_title(lever, fontsize=10)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)

@@ -18,6 +18,13 @@ PRESETS: dict[str, dict[str, list[int]]] = {
     "dcnn": {"small": [16, 32, 64, 64], "medium": [32, 64, 128, 128],
              "large": [64, 128, 256, 256], "wide": [64, 256, 512, 512]},
 }
+GPU_PRESETS = {"wide"}  # too slow to sweep on CPUs; tuning and the study skip them by default
+
+
+def cpu_presets(family: str) -> list[str]:
+    return [p for p in PRESETS[family] if p not in GPU_PRESETS]
+
+
 DEFAULT_PRESET = {"bp": "medium", "dnn": "medium", "cnn": "medium", "dcnn": "medium"}
 WIDTH_COUNT = {"bp": (1, 1), "dnn": (1, 8), "cnn": (3, 3), "dcnn": (4, 4)}
 
