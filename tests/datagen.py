@@ -81,3 +81,14 @@ def write_tree(root: Path, classes: int = 3, per_class: int = 6, split: bool = T
             for i in range(per_class):
                 (d / f"{i}.png").write_bytes(image_bytes("PNG", mode, size, 40 * c + 10))
     return root
+
+
+class RunsCode:
+    """Pickles into a call of os.system that creates `marker`: what a malicious file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))

@@ -1,7 +1,6 @@
 """CIFAR batches: tarball and folder forms; unsafe pickles and archive members are refused."""
 from __future__ import annotations
 
-import os
 import pickle
 import tarfile
 
@@ -11,7 +10,7 @@ import pytest
 from flows.config import PrepConfig
 from flows.errors import DataError
 from flows.prep.build import prepare
-from tests.datagen import cifar_members, write_cifar_tarball
+from tests.datagen import RunsCode, cifar_members, write_cifar_tarball
 
 
 def _prep(src, store):
@@ -32,18 +31,10 @@ def test_tarball_and_folder_give_the_same_arrays(tmp_path):
         assert np.array_equal(np.load(f"{a.uri}/{f}.npy"), np.load(f"{b.uri}/{f}.npy"))
 
 
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_pickle_that_runs_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     members = cifar_members()
-    members["data_batch_3"] = pickle.dumps({b"data": _Evil(marker), b"labels": []})
+    members["data_batch_3"] = pickle.dumps({b"data": RunsCode(marker), b"labels": []})
     with pytest.raises(DataError, match="data_batch_3: refers to posix.system"):
         _prep(write_cifar_tarball(tmp_path / "c.tar.gz", members), tmp_path / "s")
     assert not marker.exists()

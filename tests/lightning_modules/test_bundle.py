@@ -11,6 +11,7 @@ from lightning_modules.bundle import (BundleError, load_bundle, net_state_from_c
                                       write_bundle)
 from lightning_modules.config import ModelConfig
 from lightning_modules.nets import build_net
+from tests.datagen import RunsCode
 
 INFO = {"model": ModelConfig(family="cnn", widths=[4, 8, 16]).model_dump(), "shape": [1, 28, 28],
         "classes": [str(i) for i in range(10)], "mean": [0.13], "std": [0.31]}
@@ -56,17 +57,9 @@ def test_weights_that_do_not_fit(tmp_path):
         load_bundle(str(tmp_path / "b"))
 
 
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"state_dict": {"net.w": torch.zeros(1)}, "x": _Evil(marker)}, tmp_path / "c.ckpt")
+    torch.save({"state_dict": {"net.w": torch.zeros(1)}, "x": RunsCode(marker)}, tmp_path / "c.ckpt")
     with pytest.raises(BundleError, match="not a loadable checkpoint"):
         net_state_from_checkpoint(str(tmp_path / "c.ckpt"))
     assert not marker.exists()

@@ -1,0 +1,59 @@
+"""Tuning benchmark: Ray Tune with ASHA against the same trials run back to back without Tune.
+
+Run: `python bench/tune.py [--trials 8] [--epochs 2] [--samples N]`. Both sides train the same
+sampled configs (MNIST `cnn`); the Tune side may stop weak trials early (ASHA). Prints JSON: wall
+time of each, their ratio, trials stopped early, and mean CPU utilisation of each phase.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cluster.launcher import train  # noqa: E402
+from cluster.tuner import run_tune, trial_config  # noqa: E402
+from flows.config import PrepConfig, TuneConfig  # noqa: E402
+from flows.prep.build import prepare  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def timed(fn):
+    """(result, wall seconds, mean system CPU % over the call)."""
+    psutil.cpu_percent(interval=None)
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t, psutil.cpu_percent(interval=None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=None, help="training subset (default: all)")
+    args = ap.parse_args()
+    store = tempfile.mkdtemp(prefix="bench-tune-")
+    prepare(PrepConfig(dataset="mnist", source=str(SHARED / "mnist"), store=store))
+    cfg = TuneConfig(base={"dataset": "mnist", "store": store, "model": {"family": "cnn"},
+                           "max_train_samples": args.samples},
+                     tune={"num_samples": args.trials, "max_epochs": args.epochs})
+    tuned, tune_s, tune_cpu = timed(lambda: run_tune(cfg))
+    configs = [trial_config(cfg.base, r["params"], args.epochs) for r in tuned.trials]
+    _, plain_s, plain_cpu = timed(lambda: [train(c) for c in configs])
+    print(json.dumps({"trials": args.trials, "epochs": args.epochs, "samples": args.samples,
+                      "tune_wall_s": round(tune_s, 1), "back_to_back_wall_s": round(plain_s, 1),
+                      "ratio_tune_over_plain": round(tune_s / plain_s, 3),
+                      "stopped_early": tuned.best["stopped_early"],
+                      "tune_cpu_percent": tune_cpu, "back_to_back_cpu_percent": plain_cpu},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
