@@ -13,8 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster.launcher import train  # noqa: E402
@@ -25,12 +23,20 @@ from flows.prep.build import prepare  # noqa: E402
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat (Linux)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def timed(fn):
-    """(result, wall seconds, mean system CPU % over the call)."""
-    psutil.cpu_percent(interval=None)
-    t = time.perf_counter()
+    """(result, wall seconds, mean system-wide CPU utilisation in % over the call)."""
+    b0, t0 = cpu_ticks()
+    start = time.perf_counter()
     out = fn()
-    return out, time.perf_counter() - t, psutil.cpu_percent(interval=None)
+    b1, t1 = cpu_ticks()
+    return out, time.perf_counter() - start, round(100 * (b1 - b0) / max(1, t1 - t0), 1)
 
 
 def main() -> None:
