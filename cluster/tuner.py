@@ -117,8 +117,10 @@ def _trial_rows(results: tune.ResultGrid, max_epochs: int) -> list[dict]:
 
 def run_tune(cfg: TuneConfig) -> TuneOutcome:
     """Run (or resume, by name) a tuning experiment; write best.json and trials.json."""
-    data_uri, manifest = check_data(cfg.base.model_copy(update={"optim": cfg.base.optim.model_copy(
-        update={"batch_size": min(cfg.space.batch_sizes)})}))
+    # Every trial must fit its batch in the training set: check the largest before any trial.
+    largest = cfg.base.model_copy(deep=True)
+    largest.optim.batch_size = max(cfg.space.batch_sizes)
+    data_uri, manifest = check_data(largest)
     space = param_space(cfg)
     name = tune_name(cfg, manifest["key"])
     uri = join(normalize(cfg.base.store), "tuning", cfg.base.dataset, cfg.base.model.family, name)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -34,7 +35,6 @@ def prepare_task(cfg: PrepConfig) -> str:
 def publish_card(uri: str, name: str) -> str:
     """Show the dataset card, with its sample grid inlined, as a Prefect markdown artifact."""
     fs, path = filesystem(uri)
-    import json
     manifest = json.loads(fs.cat_file(join(path, "manifest.json")))
     png = base64.b64encode(fs.cat_file(join(path, "samples.png"))).decode()
     md = render_card(manifest, image_ref=f"data:image/png;base64,{png}")

@@ -90,5 +90,7 @@ def test_zero_budget_and_unplaceable_concurrency(local_ray):
     with pytest.raises(UserError, match="--max-concurrent 3 trials .* but the cluster has 2"):
         run_tune(TuneConfig(base={**BASE, "store": local_ray, "scaling": {"cpus_per_worker": 1}},
                             space=SPACE, tune={"max_concurrent": 3}))
+    with pytest.raises(UserError, match="--batch-size 512 is larger than the training set"):
+        run_tune(TuneConfig(base={**BASE, "store": local_ray}, space={"batch_sizes": [32, 512]}))
     with pytest.raises(UserError, match="are not structures of 'bp'"):
         run_tune(TuneConfig(base={**BASE, "store": local_ray}, space={"presets": ["wide"]}))
