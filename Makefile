@@ -3,9 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SHARED := ../shared/datasets
-# The offline copy when this machine has it, else the canonical download (verified).
-MNIST_SOURCE := $(if $(wildcard $(SHARED)/mnist),--source $(SHARED)/mnist,)
 
 .PHONY: run test bench clean
 
@@ -14,11 +11,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# The main job until the pipeline lands: prepare MNIST, train the CNN on Ray, evaluate it.
+# The main job: the pipeline's default profile (MNIST and Fashion-MNIST, all four families,
+# a small tuning budget; the offline copies in ../shared/datasets when present) into
+# ./artifacts, under Prefect's temporary server. PROFILE=smoke for a few minutes.
+PROFILE ?= default
 run: $(STAMP)
-	$(BIN)/imgclf prepare --dataset mnist $(MNIST_SOURCE)
-	$(BIN)/imgclf train --dataset mnist --model cnn --epochs 1
-	$(BIN)/imgclf evaluate --dataset mnist --model cnn
+	$(BIN)/imgclf pipeline --profile $(PROFILE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

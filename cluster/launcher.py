@@ -19,7 +19,8 @@ from flows.config import TrainConfig
 from flows.errors import UserError
 from flows.store import filesystem, is_local, join, normalize, read_json, write_json
 from lightning_modules import metrics as M
-from lightning_modules.bundle import INFO, net_state_from_checkpoint, write_bundle
+from lightning_modules.bundle import INFO, load_checkpoint, net_state_from_checkpoint, write_bundle
+from lightning_modules.history import history_from_checkpoint
 from lightning_modules.datamodule import MissingDatasetError, load_manifest
 
 log = logging.getLogger(__name__)
@@ -142,12 +143,14 @@ def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
     best, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1].get(M.SCORE, -1.0))
     with best.as_directory() as d:
         state = net_state_from_checkpoint(os.path.join(d, CHECKPOINT_FILE))
+    with result.checkpoint.as_directory() as d:  # the latest one holds every epoch's metrics
+        history = history_from_checkpoint(load_checkpoint(os.path.join(d, CHECKPOINT_FILE)))
     info = {"dataset": cfg.dataset, "data_uri": data_uri, "data_key": manifest["key"],
             "family": cfg.model.family, "model": cfg.model.model_dump(mode="json"),
             "config": cfg.model_dump(mode="json"), "classes": manifest["classes"],
             "shape": manifest["shape"], "mean": manifest["mean"], "std": manifest["std"],
             "run_name": name, "checkpoint": best.path, "train_seconds": round(seconds, 2),
-            "workers": scaling_config.num_workers,
+            "workers": scaling_config.num_workers, "history": history,
             "metrics": {k: float(v) for k, v in best_metrics.items()
                         if isinstance(v, (int, float)) and "/" in k}}
     info = write_bundle(bundle_uri, state, info)

@@ -14,6 +14,7 @@ from ray.train.lightning import (RayDDPStrategy, RayLightningEnvironment,
 from flows.config import TrainConfig
 from lightning_modules.classifier import Classifier
 from lightning_modules.datamodule import PreparedData
+from lightning_modules.history import EpochHistory
 from lightning_modules.nets import build_net
 
 CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME
@@ -23,7 +24,9 @@ STARTUP_S = "perf/startup_s"
 
 
 class FailOnce(pl.Callback):
-    """Fault drill: kill this worker process once, early in the second epoch (marker file).
+    """Fault drill: kill this worker process once, early in the second epoch (unless the
+    marker file exists already), and record each attempt's first step (`.starts`) and the
+    latest step begun (`.step`), so a test can count the steps a failure wasted.
 
     Used by the fault tests, as Ray's own tests do, to prove a run resumes from its checkpoint.
     """
@@ -37,6 +40,9 @@ class FailOnce(pl.Callback):
                 f.write(f"{trainer.global_step}\n")
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_rank == 0:
+            with open(self.marker + ".step", "w") as f:
+                f.write(str(trainer.global_step))
         if trainer.current_epoch >= 1 and trainer.global_rank == trainer.world_size - 1 \
                 and not os.path.exists(self.marker):
             with open(self.marker, "w") as f:
@@ -110,8 +116,9 @@ def train_loop_per_worker(config: dict) -> None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dm = build(cfg, config["data_uri"])
     # LogWorldSize runs first so its value is in the metrics the report callback sends.
+    # EpochHistory before the report callback, so each checkpoint holds its own epoch.
     callbacks: list[pl.Callback] = [LogWorldSize(), ThroughputMeter(config["launched_at"]),
-                                    RayTrainReportCallback()]
+                                    EpochHistory(), RayTrainReportCallback()]
     if config.get("fault_marker"):
         callbacks.append(FailOnce(config["fault_marker"]))
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",

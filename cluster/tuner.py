@@ -19,7 +19,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from cluster.launcher import check_data, connect, make_trainer, storage
 from flows.config import TrainConfig, TuneConfig
 from flows.errors import UserError
-from flows.store import join, normalize, write_json
+from flows.store import join, normalize, read_json, write_json
 from lightning_modules import metrics as M
 from lightning_modules.config import PRESETS, cpu_presets
 
@@ -30,6 +30,7 @@ class TuneOutcome:
     uri: str
     best: dict
     trials: list[dict]
+    cached: bool = False
 
 
 def tune_name(cfg: TuneConfig, data_key: str) -> str:
@@ -110,6 +111,7 @@ def _trial_rows(results: tune.ResultGrid, max_epochs: int) -> list[dict]:
         epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
         rows.append({"trial_id": (r.metrics or {}).get("trial_id"), "params": r.config["params"],
                      "best_val_acc": best, "epochs": epochs,
+                     "seconds": (r.metrics or {}).get("time_total_s"),
                      "stopped_early": r.error is None and epochs < max_epochs,
                      "error": str(r.error)[:300] if r.error else None})
     return rows
@@ -124,6 +126,9 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
     space = param_space(cfg)
     name = tune_name(cfg, manifest["key"])
     uri = join(normalize(cfg.base.store), "tuning", cfg.base.dataset, cfg.base.model.family, name)
+    best, rows = read_json(join(uri, "best.json")), read_json(join(uri, "trials.json"))
+    if best is not None and rows is not None:  # same inputs, finished before: a cache hit
+        return TuneOutcome(name, uri, best, rows, cached=True)
     # Save the experiment state at every step (Tune's default waits 10 s or more), so a trial
     # that finished just before the driver died is known finished and is not run again.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
@@ -154,7 +159,9 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
                                         reduction_factor=cfg.tune.reduction_factor)),
             run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs,
                                       callbacks=[TrialLog(uri)]))
+    started = time.perf_counter()
     results = tuner.fit()
+    wall = time.perf_counter() - started
     rows = _trial_rows(results, cfg.tune.max_epochs)
     scored = [r for r in rows if r["best_val_acc"] is not None]
     if not scored:
@@ -163,7 +170,8 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
     best = {"name": name, "params": top["params"], "best_val_acc": top["best_val_acc"],
             "train_config": trial_config(cfg.base, top["params"], cfg.base.epochs)
             .model_dump(mode="json"), "trials": len(rows),
-            "stopped_early": sum(r["stopped_early"] for r in rows)}
+            "stopped_early": sum(r["stopped_early"] for r in rows),
+            "wall_seconds": round(wall, 2), "requested_trials": cfg.tune.num_samples}
     write_json(join(uri, "trials.json"), rows)
     write_json(join(uri, "best.json"), best)
     return TuneOutcome(name, uri, best, rows)

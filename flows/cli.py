@@ -9,7 +9,8 @@ import sys
 from pydantic import ValidationError
 
 from flows.cli_options import add_model_options, model_from_args, one_line
-from flows.config import EvalConfig, PrepConfig, StudyConfig, TrainConfig, TuneConfig
+from flows.config import (EvalConfig, PipelineConfig, PrepConfig, StudyConfig, TrainConfig,
+                          TuneConfig)
 from flows.errors import UserError
 
 
@@ -64,13 +65,81 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline(args: argparse.Namespace) -> int:
+    from flows.cli_options import given_options
+    from flows.pipeline import pipeline
+    from flows.profiles import build
+
+    cfg = build(args.profile, given_options(PipelineConfig, args))
+    run = pipeline(cfg=cfg, storage_block=args.storage_block)
+    print(json.dumps({"run": run, "comparison": f"{run}/comparison.html",
+                      "manifest": f"{run}/manifest.json"}))
+    return 0
+
+
+def _pipeline_extra(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=["smoke", "default", "full"], default="default",
+                   help="smoke (minutes), default (~15 min on a laptop), full; options override")
+    p.add_argument("--storage-block", default=None,
+                   help="a Prefect Secret block with the store's credentials as JSON env vars")
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cluster import local
+
+    state = Path(args.state).expanduser()
+    if args.action == "up":
+        info = local.up(args.nodes, args.cpus_per_node, args.gpus_per_node, args.dashboard_port,
+                        state)
+        print(json.dumps({**info, "use": f"RAY_ADDRESS={info['address']} imgclf train ..."}))
+    elif args.action == "down":
+        print(json.dumps({"stopped_processes": len(local.down(state))}))
+    else:
+        print(json.dumps(local.read_state(state) or {"up": False}))
+    return 0
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--nodes", type=int, default=2, help="worker nodes (default: 2)")
+    p.add_argument("--cpus-per-node", type=int, default=None,
+                   help="logical CPUs per worker node (default: all CPUs / nodes)")
+    p.add_argument("--gpus-per-node", type=int, default=0, help="logical GPUs per worker node")
+    p.add_argument("--dashboard-port", type=int, default=8265)
+    p.add_argument("--state", default="~/.cache/imgclf/local-cluster.json",
+                   help="the cluster's state file (address, keeper PID)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve
+
+    serve(args.store, args.host, args.port)
+    return 0
+
+
+def _serve_options(p: argparse.ArgumentParser) -> None:
+    from flows.config import DEFAULT_STORE
+
+    p.add_argument("--store", default=DEFAULT_STORE, help="store with published runs")
+    p.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000)
+
+
 COMMANDS = {
     "prepare": (PrepConfig, _prepare, "prepare a dataset into the store"),
     "train": (TrainConfig, _train, "train a model on Ray and publish its bundle"),
     "evaluate": (EvalConfig, _evaluate, "evaluate a trained model on its test split"),
     "tune": (TuneConfig, _tune, "tune the study's levers with Ray Tune (ASHA)"),
     "study": (StudyConfig, _study, "sweep each lever alone over a grid, several seeds"),
+    "pipeline": (PipelineConfig, _pipeline, "the whole DAG: prep, tune, train, evaluate, "
+                 "publish, compare"),
+    "cluster": (None, _cluster, "a local multi-node Ray cluster on this machine: up/down/status"),
+    "serve": (None, _serve, "the prototype page and its JSON API over the published models"),
 }
+EXTRA_OPTIONS = {"pipeline": _pipeline_extra, "cluster": _cluster_options,
+                 "serve": _serve_options}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (model, _, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        add_model_options(p, model)
+        if model is not None:
+            add_model_options(p, model)
+        if name in EXTRA_OPTIONS:
+            EXTRA_OPTIONS[name](p)
     return parser
 
 

@@ -67,6 +67,11 @@ def model_from_args(model: type[BaseModel], args: argparse.Namespace, prefix: st
     return model(**_given(model, args, prefix))
 
 
+def given_options(model: type[BaseModel], args: argparse.Namespace) -> dict:
+    """Only the options given on the command line, nested like the config (for overrides)."""
+    return _given(model, args, "")
+
+
 def _given(model: type[BaseModel], args: argparse.Namespace, prefix: str) -> dict:
     out: dict[str, Any] = {}
     for name, field in model.model_fields.items():

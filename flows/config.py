@@ -1,15 +1,17 @@
 """Typed configs for the flow stages; the CLI options and Prefect UI forms come from these."""
 from __future__ import annotations
 
+import os
 import re
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lightning_modules.config import Activation, ModelConfig, OptimConfig
+from lightning_modules.config import Activation, Family, ModelConfig, OptimConfig
 
 DatasetKind = Literal["mnist", "fashion-mnist", "cifar10", "imagefolder"]
-DEFAULT_STORE = "./artifacts"
+# $IMGCLF_STORE sets the default store on a machine (e.g. s3:// on every cluster node).
+DEFAULT_STORE = os.environ.get("IMGCLF_STORE", "./artifacts")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -185,3 +187,84 @@ class StudyConfig(BaseModel):
     structure_grid: Optional[list[str]] = Field(None, description="presets (default: the "
                                                 "family's CPU-sized ones)")
     dropout_grid: list[float] = Field([0.0, 0.1, 0.3, 0.5], min_length=1, description="dropouts")
+
+
+class DatasetSpec(BaseModel):
+    """One dataset of the pipeline: its kind, source and name (as `imgclf prepare` takes them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetKind = Field(description="kind of source")
+    source: Optional[str] = Field(
+        None, description="path or URL; default: the offline copy if present, else the download")
+    name: Optional[str] = Field(None, description="name in the store (default: the kind)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, v: object) -> object:
+        """The CLI form: `kind`, `kind=source` or `name:kind=source`."""
+        if isinstance(v, str):
+            head, _, source = v.partition("=")
+            name, _, kind = head.rpartition(":")
+            return {"dataset": kind.strip(), "source": source.strip() or None,
+                    "name": name.strip() or None}
+        return v
+
+    def prep(self, store: str, seed: int) -> PrepConfig:
+        return PrepConfig(dataset=self.dataset, source=self.source, name=self.name, store=store,
+                          seed=seed)
+
+
+ProfileName = Literal["smoke", "default", "full"]
+
+
+class PipelineConfig(BaseModel):
+    """The whole DAG: datasets × families, tuning budget, final training, study, publishing.
+    Its defaults are the `default` profile; flows/profiles.py holds the others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[DatasetSpec] = Field(
+        default_factory=lambda: [DatasetSpec(dataset="mnist"), DatasetSpec(dataset="fashion-mnist")],
+        min_length=1, description="datasets: kind, kind=source or name:kind=source")
+    families: list[Family] = Field(["bp", "dnn", "cnn", "dcnn"], min_length=1,
+                                   description="model families")
+    store: str = Field(DEFAULT_STORE, description="store for data, models and runs (path or s3://)")
+    epochs: int = Field(1, gt=0, le=1000, description="epochs of each final training")
+    seeds: int = Field(1, gt=0, le=20, description="final models per (dataset, family), "
+                       "one per seed; >1 gives mean ± std")
+    seed: int = Field(0, description="first seed (data splits, tuning, final models)")
+    max_train_samples: Optional[int] = Field(
+        10_000, gt=0, description="final models train on a seeded subset of this many images")
+    tune_train_samples: Optional[int] = Field(
+        3_000, gt=0, description="tuning trials train on a seeded subset of this many images")
+    tune: TuneOptions = Field(default_factory=lambda: TuneOptions(num_samples=2, max_epochs=1))
+    space: SearchSpace = Field(default_factory=SearchSpace)
+    scaling: ScalingOptions = Field(default_factory=ScalingOptions)
+    run_time_budget_s: Optional[float] = Field(
+        900, gt=0, description="time budget of the whole run; tuning gets fewer trials to fit")
+    tune_share: float = Field(0.5, gt=0, le=1, description="share of the budget for tuning")
+    trial_seconds_guess: float = Field(
+        30, gt=0, description="assumed seconds per trial until the run has measured some")
+    champion_margin: float = Field(
+        0.0, ge=0, le=1, description="test accuracy a new model must add to become champion")
+    study: bool = Field(False, description="also run the one-lever-at-a-time study")
+    study_levers: list[Lever] = Field(list(LEVERS), min_length=1, description="study levers")
+    study_seeds: int = Field(1, gt=0, le=20, description="seeds per study grid point")
+    run_id: Optional[str] = Field(None, description="run folder name (default: from the inputs)")
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not _NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid run id")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "PipelineConfig":
+        if self.tune.tune_name:
+            raise ValueError("--tune-name names one experiment; the pipeline names each its own")
+        names = [d.prep(self.store, self.seed).resolved_name() for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two datasets share a name: {names}; give one a name:kind=source")
+        return self

@@ -9,11 +9,14 @@ from prefect.artifacts import create_markdown_artifact
 from flows.config import EvalConfig
 from flows.errors import UserError
 from flows.plots import confusion_png
-from flows.store import join, normalize, read_json, write_bytes, write_json
+from flows.store import join, normalize, read_json, write_bytes, write_json, write_npy
 from lightning_modules import metrics as M
 from lightning_modules.bundle import BundleError, load_bundle
 from lightning_modules.datamodule import PreparedData
 from lightning_modules.evaluation import size_and_flops, speed, test_metrics
+
+
+PREDICTIONS = "test_predictions.npy"
 
 
 def bundle_uri(cfg: EvalConfig) -> str:
@@ -29,17 +32,20 @@ def bundle_uri(cfg: EvalConfig) -> str:
 
 
 def evaluate_bundle(uri: str) -> dict:
-    """metrics.json, confusion.json and confusion.png next to the bundle; returns the metrics."""
+    """metrics.json, confusion.json/png and the test predictions next to the bundle."""
     try:
         pred = load_bundle(uri)
     except BundleError as e:
         raise UserError(str(e)) from None
     test = PreparedData(pred.info["data_uri"], batch_size=1).split("test")
+    scores = test_metrics(pred, test.x, test.y)
+    preds = write_npy(join(uri, PREDICTIONS), scores.pop("predictions").astype("int16"))
     result = {"dataset": pred.info["dataset"], "family": pred.info["family"],
               "run_name": pred.info["run_name"], "bundle": uri,
               "train_seconds": pred.info.get("train_seconds"),
               "val": {k: v for k, v in pred.info.get("metrics", {}).items()},
-              **test_metrics(pred, test.x, test.y), **size_and_flops(pred), **speed(pred)}
+              "predictions": {"file": PREDICTIONS, **preds},
+              **scores, **size_and_flops(pred), **speed(pred)}
     title = f"{result['dataset']} {result['family']}: test acc {result[M.TEST_ACC]:.4f}"
     write_json(join(uri, "confusion.json"), {"classes": pred.classes, "matrix": result["confusion"]})
     write_bytes(join(uri, "confusion.png"), confusion_png(result["confusion"], pred.classes, title))
@@ -48,9 +54,11 @@ def evaluate_bundle(uri: str) -> dict:
 
 
 @task(retries=1, retry_delay_seconds=5)
-def evaluate_task(uri: str) -> str:
-    """Evaluate one bundle; returns the URI of its metrics.json."""
-    evaluate_bundle(uri)
+def evaluate_task(uri: str, reuse: bool = False) -> str:
+    """Evaluate one bundle (or, with reuse, keep an earlier evaluation of the same immutable
+    bundle); returns the URI of its metrics.json."""
+    if not (reuse and read_json(join(uri, "metrics.json")) is not None):
+        evaluate_bundle(uri)
     return join(uri, "metrics.json")
 
 

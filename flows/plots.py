@@ -48,3 +48,38 @@ def lever_panels(results: dict[str, list], title: str) -> bytes:
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     return _png(fig)
+
+
+def curves_png(series: dict[str, list[dict]], title: str = "training curves") -> bytes:
+    """Validation accuracy and loss per epoch, one line per labelled history."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
+    for label, rows in series.items():
+        epochs = [r["epoch"] for r in rows]
+        for ax, key in zip(axes, ("val/acc", "val/loss")):
+            ys = [r.get(key) for r in rows]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, ys, marker="o", label=label)
+    for ax, name in zip(axes, ("validation accuracy", "validation loss")):
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    if any(series.values()):
+        axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def scatter_png(points: list[tuple[str, float, float]], xlabel: str, title: str,
+                logx: bool = False) -> bytes:
+    """Test accuracy against a cost (parameters, training time), one labelled point per model."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for label, x, y in points:
+        ax.scatter([x], [y])
+        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -23,13 +23,20 @@ class BundleError(ValueError):
     """A bundle or checkpoint that is missing, incomplete, corrupt or tampered with."""
 
 
-def net_state_from_checkpoint(path: str) -> dict[str, torch.Tensor]:
-    """The network's weights from a Lightning checkpoint, loaded without running pickled code."""
+def load_checkpoint(path: str) -> dict:
+    """A Lightning checkpoint as plain data, loaded without running pickled code."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe files
         raise BundleError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(ckpt, dict):
+        raise BundleError(f"{path}: checkpoint is not a dict")
+    return ckpt
+
+
+def net_state_from_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """The network's weights from a Lightning checkpoint."""
+    state = load_checkpoint(path).get("state_dict")
     if not isinstance(state, dict):
         raise BundleError(f"{path}: checkpoint holds no state_dict")
     return {k[len("net."):]: v.contiguous() for k, v in state.items() if k.startswith("net.")}

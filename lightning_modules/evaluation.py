@@ -15,14 +15,16 @@ from lightning_modules.bundle import Predictor
 
 
 def test_metrics(pred: Predictor, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> dict:
-    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix and ECE on uint8 images."""
+    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE and the predicted classes."""
     n = len(pred.classes)
     ms = {"acc": MulticlassAccuracy(n, average="micro"), "f1": MulticlassF1Score(n, average="macro"),
           "p": MulticlassPrecision(n, average=None), "r": MulticlassRecall(n, average=None),
           "f1c": MulticlassF1Score(n, average=None), "cm": MulticlassConfusionMatrix(n),
           "ece": MulticlassCalibrationError(n, n_bins=15, norm="l1")}
+    preds = []
     for i in range(0, len(y), batch):
         probs = pred.probs(x[i:i + batch])
+        preds.append(probs.argmax(dim=1))
         for m in ms.values():
             m.update(probs, y[i:i + batch])
     out = {k: m.compute() for k, m in ms.items()}
@@ -31,6 +33,7 @@ def test_metrics(pred: Predictor, x: torch.Tensor, y: torch.Tensor, batch: int =
         "per_class": {name: {"precision": float(out["p"][i]), "recall": float(out["r"][i]),
                              "f1": float(out["f1c"][i])} for i, name in enumerate(pred.classes)},
         "confusion": out["cm"].tolist(), "test_count": int(len(y)),
+        "predictions": torch.cat(preds).numpy(),  # per test image, for paired tests
     }
 
 

@@ -7,29 +7,13 @@ from prefect.artifacts import Artifact
 
 from flows.config import EvalConfig
 from flows.evaluate import evaluate
-from flows.store import join, write_json
 from lightning_modules import metrics as M
-from lightning_modules.bundle import write_bundle
-from lightning_modules.config import ModelConfig
-from lightning_modules.datamodule import load_manifest
-from lightning_modules.nets import build_net
-
-
-def _publish_random_bundle(store: str, uri: str) -> str:
-    m = load_manifest(uri)
-    model = ModelConfig(family="bp", preset="small")
-    bundle = join(store, "models", "mnist", "bp", "run-x")
-    write_bundle(bundle, build_net(model, m["shape"], 10).state_dict(),
-                 {"dataset": "mnist", "family": "bp", "run_name": "run-x", "data_uri": uri,
-                  "model": model.model_dump(), "classes": m["classes"], "shape": m["shape"],
-                  "mean": m["mean"], "std": m["std"]})
-    write_json(join(store, "models", "mnist", "bp", "latest.json"), {"uri": bundle})
-    return bundle
+from tests.datagen import random_bundle
 
 
 def test_evaluate_flow_writes_metrics_and_artifact(prefect_harness, tiny_dataset):
     store, uri = tiny_dataset
-    bundle = _publish_random_bundle(store, uri)
+    bundle = random_bundle(store, uri)
     metrics_uri = evaluate(EvalConfig(dataset="mnist", family="bp", store=store))
     m = json.loads(open(metrics_uri).read())
     assert metrics_uri == f"{bundle}/metrics.json"

@@ -1,0 +1,191 @@
+"""The final task's model comparison: comparison.json, .md and a self-contained .html."""
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+from flows.plots import curves_png, scatter_png
+from flows.publish import Files, chosen_seed, seed_summary
+from flows.store import join, read_json, read_npy, write_bytes, write_json
+from lightning_modules import metrics as M
+from lightning_modules.bundle import INFO
+
+COLUMNS = [  # (key in a cell, header, format)
+    ("test_acc", "test acc", "acc"), ("macro_f1", "macro-F1", ".4f"), ("ece", "ECE", ".4f"),
+    ("params", "params", ",d"), ("flops_per_image", "FLOPs/img", ",d"),
+    ("train_seconds", "train s", ".1f"), ("img_per_s", "img/s", ",.0f"),
+    ("latency_ms_p99", "p99 ms", ".2f"), ("best_params", "best hyperparameters", "params")]
+
+
+def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict[str, Any]:
+    """McNemar's test on paired per-image correctness: exact binomial for ≤ 1000 discordant
+    pairs, the continuity-corrected chi-square above."""
+    b = int(np.sum(a_right & ~b_right))
+    c = int(np.sum(~a_right & b_right))
+    n = b + c
+    if n == 0:
+        p = 1.0
+    elif n <= 1000:
+        logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2)
+                for k in range(min(b, c) + 1)]
+        p = min(1.0, 2 * sum(math.exp(v) for v in logs))
+    else:
+        p = math.erfc(math.sqrt((abs(b - c) - 1) ** 2 / n / 2))
+    return {"only_a_right": b, "only_b_right": c, "p_value": p,
+            "test": "McNemar exact" if n <= 1000 else "McNemar chi-square (continuity)"}
+
+
+def cell(rec: dict) -> dict[str, Any]:
+    """One dataset × family entry of the comparison from a branch record."""
+    if rec.get("error"):
+        return {"status": "failed", "error": rec["error"]}
+    infos = [read_json(join(b, INFO)) for b in rec["bundles"]]
+    metrics = [read_json(u) for u in rec["metrics_uris"]]
+    pick = chosen_seed(infos)
+    m, s = metrics[pick], seed_summary(metrics)
+    best = read_json(rec["tune_uri"]) if rec.get("tune_uri") else None
+    return {"status": "ok", "test_acc": s["mean"], "test_acc_std": s["std"], "seeds": len(metrics),
+            "macro_f1": m[M.TEST_F1], "ece": m[M.TEST_ECE], "params": m["params"],
+            "flops_per_image": m["flops_per_image"],
+            "train_seconds": float(np.mean([i.get("train_seconds") or 0.0 for i in infos])),
+            "img_per_s": m["img_per_s"], "latency_ms_p50": m["latency_ms_p50"],
+            "latency_ms_p99": m["latency_ms_p99"], "best_params": (best or {}).get("params"),
+            "history": infos[pick].get("history", []), "bundle": rec["bundles"][pick],
+            "data_uri": infos[pick]["data_uri"],
+            "tuning": {"trials_run": (best or {}).get("trials"), "cached": rec.get("tune_cached"),
+                       "requested": rec.get("trials_requested"),
+                       "budget_note": rec.get("budget_note")}}
+
+
+def paired_test(cells: dict[str, dict]) -> Optional[dict]:
+    """McNemar between the two best families of a dataset, on the same test images."""
+    ok = sorted(((f, c) for f, c in cells.items() if c["status"] == "ok"),
+                key=lambda fc: -fc[1]["test_acc"])
+    if len(ok) < 2:
+        return None
+    (fa, a), (fb, b) = ok[:2]
+    y = read_npy(join(a["data_uri"], "test_y.npy"))
+    pa = read_npy(join(a["bundle"], "test_predictions.npy"))
+    pb = read_npy(join(b["bundle"], "test_predictions.npy"))
+    return {"a": fa, "b": fb, **mcnemar(pa == y, pb == y)}
+
+
+def build(run_id: str, records: list[dict], families: list[str], failed_datasets: dict[str, str],
+          studies: dict[str, str], notes: list[str]) -> dict[str, Any]:
+    """comparison.json's content: every dataset × family cell, failed or missing ones marked."""
+    datasets = list(dict.fromkeys([r["dataset"] for r in records] + list(failed_datasets)))
+    by_key = {(r["dataset"], r["family"]): r for r in records}
+    cells: dict[str, dict] = {}
+    for ds in datasets:
+        cells[ds] = {}
+        for fam in families:
+            if ds in failed_datasets:
+                cells[ds][fam] = {"status": "failed", "error": f"dataset: {failed_datasets[ds]}"}
+            elif (ds, fam) not in by_key:
+                cells[ds][fam] = {"status": "missing", "error": "not run"}
+            else:
+                cells[ds][fam] = cell(by_key[(ds, fam)])
+    return {"run_id": run_id, "datasets": datasets, "families": families, "cells": cells,
+            "paired_tests": {ds: paired_test(c) for ds, c in cells.items()},
+            "studies": studies, "notes": notes}
+
+
+def _fmt(c: dict, key: str, fmt: str) -> str:
+    v = c.get(key)
+    if fmt == "acc":
+        return f"{c['test_acc']:.4f}" + (f" ± {c['test_acc_std']:.4f}" if c["seeds"] > 1 else "")
+    if fmt == "params":
+        return ", ".join(f"{k}={_short(x)}" for k, x in (v or {}).items()) or "—"
+    return "—" if v is None else format(v, fmt)
+
+
+def _short(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def table_rows(comp: dict) -> list[dict[str, str]]:
+    """One row per dataset × family, formatted (the Prefect table artifact and the markdown)."""
+    rows = []
+    for ds, fams in comp["cells"].items():
+        for fam, c in fams.items():
+            row = {"dataset": ds, "family": fam}
+            for key, head, fmt in COLUMNS:
+                row[head] = _fmt(c, key, fmt) if c["status"] == "ok" else \
+                    (f"{c['status'].upper()}: {c['error']}"[:120] if key == "test_acc" else "")
+            rows.append(row)
+    return rows
+
+
+def plots(comp: dict) -> dict[str, bytes]:
+    """Accuracy vs parameters and vs training time, and the training curves per dataset."""
+    ok = [(ds, f, c) for ds, fams in comp["cells"].items() for f, c in fams.items()
+          if c["status"] == "ok"]
+    out = {"acc_vs_params.png": scatter_png([(f"{ds}/{f}", c["params"], c["test_acc"])
+                                             for ds, f, c in ok], "parameters",
+                                            "test accuracy vs parameters", logx=True),
+           "acc_vs_train_time.png": scatter_png([(f"{ds}/{f}", c["train_seconds"], c["test_acc"])
+                                                 for ds, f, c in ok], "training seconds",
+                                                "test accuracy vs training time")}
+    for ds in comp["datasets"]:
+        series = {f: c["history"] for d, f, c in ok if d == ds}
+        if series:
+            out[f"curves_{ds}.png"] = curves_png(series, f"{ds}: training curves")
+    return out
+
+
+def markdown(comp: dict, images: dict[str, str]) -> str:
+    """The report; `images` maps plot names to what an <img> should point at."""
+    rows = table_rows(comp)
+    heads = list(rows[0]) if rows else []
+    lines = [f"# Model comparison — run `{comp['run_id']}`", ""]
+    lines += [f"- {n}" for n in comp["notes"]] + ([""] if comp["notes"] else [])
+    lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(r.values()) + " |" for r in rows]
+    lines += ["", "## Paired tests (top two per dataset, same test images)", ""]
+    for ds, t in comp["paired_tests"].items():
+        lines.append(f"- {ds}: " + ("fewer than two models" if t is None else
+                     f"{t['a']} vs {t['b']}: only {t['a']} right on {t['only_a_right']}, only "
+                     f"{t['b']} right on {t['only_b_right']}, p = {t['p_value']:.3g} ({t['test']})"))
+    lines += ["", "## Plots", ""] + [f"![{n}]({ref})" for n, ref in images.items()]
+    return "\n".join(lines) + "\n"
+
+
+def html(md_text: str, pngs: dict[str, bytes], comp: dict) -> str:
+    """A self-contained page (plots inlined as data URIs): the table and the plots."""
+    import html as h
+
+    rows = table_rows(comp)
+    heads = list(rows[0]) if rows else []
+    table = "<table><tr>" + "".join(f"<th>{h.escape(x)}</th>" for x in heads) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{h.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows
+    ) + "</table>"
+    tests = "".join(f"<li>{h.escape(line[2:])}</li>" for line in md_text.splitlines()
+                    if line.startswith("- ") and ": " in line)
+    imgs = "".join(f"<figure><img alt='{h.escape(n)}' src='data:image/png;base64,"
+                   f"{base64.b64encode(b).decode()}'><figcaption>{h.escape(n)}</figcaption></figure>"
+                   for n, b in pngs.items())
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Model comparison "
+            f"{h.escape(comp['run_id'])}</title><style>body{{font-family:sans-serif;margin:2em}}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+            "font-size:13px}figure{display:inline-block;margin:1em}</style></head><body>"
+            f"<h1>Model comparison — run {h.escape(comp['run_id'])}</h1>{table}"
+            f"<h2>Notes and paired tests</h2><ul>{tests}</ul><h2>Plots</h2>{imgs}</body></html>")
+
+
+def write_comparison(run: str, comp: dict, study_pngs: dict[str, bytes]) -> tuple[Files, str]:
+    """Write the plots, comparison.json/.md/.html into the run folder; returns the files and
+    the markdown with its plots inlined (for the Prefect artifact, which has no folder)."""
+    pngs = {**plots(comp), **study_pngs}
+    files: Files = {f"plots/{n}": write_bytes(join(run, "plots", n), b) for n, b in pngs.items()}
+    md_text = markdown(comp, {n: f"plots/{n}" for n in pngs})
+    files["comparison.md"] = write_bytes(join(run, "comparison.md"), md_text.encode())
+    files["comparison.html"] = write_bytes(join(run, "comparison.html"),
+                                           html(md_text, pngs, comp).encode())
+    slim = {**comp, "cells": {ds: {f: {k: v for k, v in c.items() if k != "history"}
+                                   for f, c in fams.items()} for ds, fams in comp["cells"].items()}}
+    files["comparison.json"] = write_json(join(run, "comparison.json"), slim)
+    inline = {n: "data:image/png;base64," + base64.b64encode(b).decode() for n, b in pngs.items()}
+    return files, markdown(comp, inline)

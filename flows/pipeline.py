@@ -1,0 +1,202 @@
+"""The pipeline DAG: prepare every dataset → tune every (dataset, family) → train the final
+models with the best config → evaluate → publish → the model comparison.
+Run: `imgclf pipeline [--profile smoke|default|full] [--store URL]`, or from the Prefect UI."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Optional
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import State
+
+from flows.compare import build as build_comparison
+from flows.compare import table_rows, write_comparison
+from flows.config import PipelineConfig, ProfileName, StudyConfig, TuneConfig
+from flows.evaluate import evaluate_task
+from flows.pipeline_plan import final_config, plan_trials, run_id, study_config, tune_config
+from flows.prepare_data import prepare_task, publish_card, transient_only
+from flows.profiles import build as build_profile
+from flows.profiles import resolve_sources
+from flows.publish import (Files, publish_branch, run_uri, update_champion, write_manifest,
+                           MANIFEST)
+from flows.store import join, read_json, write_json
+from flows.train import train_task
+from lightning_modules import metrics as M
+
+
+@task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient_only,
+      task_run_name="tune {cfg.base.dataset}/{cfg.base.model.family}")
+def tune_stage(cfg: TuneConfig) -> dict[str, Any]:
+    """Tune one (dataset, family), or reuse the finished tuning with the same inputs."""
+    from cluster.tuner import run_tune
+
+    out = run_tune(cfg)
+    return {"best_uri": join(out.uri, "best.json"), "cached": out.cached,
+            "trials": len(out.trials), "wall_seconds": out.best.get("wall_seconds")}
+
+
+@task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient_only,
+      task_run_name="study {cfg.base.dataset}/{cfg.base.model.family}")
+def study_stage(cfg: StudyConfig) -> str:
+    from flows.study import run_study
+
+    return run_study(cfg)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
+def publish_stage(run: str, rid: str, records: list[dict], comparison: dict,
+                  study_pngs: dict[str, str], failed: dict[str, str]) -> dict:
+    """Every branch's files, the comparison, then the manifest (last). A retry rewrites the
+    same files; a publish that never finishes leaves no manifest, so nothing is listed."""
+    files: Files = {}
+    for rec in records:
+        if not rec.get("error"):
+            files.update(publish_branch(run, rec))
+    pngs = {n: read_bytes(u) for n, u in study_pngs.items()}
+    more, md_text = write_comparison(run, comparison, pngs)
+    files.update(more)
+    write_manifest(run, rid, files, {"failed_datasets": failed})
+    return {"files": len(files), "markdown": md_text}
+
+
+def read_bytes(uri: str) -> bytes:
+    from flows.store import filesystem
+
+    fs, path = filesystem(uri)
+    return fs.cat_file(path)
+
+
+@task
+def champions_stage(cfg: PipelineConfig, run: str, rid: str, comparison: dict) -> dict:
+    """Move each (dataset, family) champion pointer if this run's model beats it."""
+    moves = {}
+    for ds, fams in comparison["cells"].items():
+        for fam, c in fams.items():
+            if c["status"] == "ok":
+                entry = {"run_id": rid, "run_uri": run, "uri": join(run, ds, fam),
+                         "test_acc": c["test_acc"], "dataset": ds, "family": fam}
+                moves[f"{ds}/{fam}"] = update_champion(cfg.store, ds, fam, entry,
+                                                       cfg.champion_margin)
+    write_json(join(cfg.store, "runs", "latest.json"), {"run_id": rid, "uri": run})
+    return moves
+
+
+def _outcome(state: State) -> tuple[Any, Optional[str]]:
+    """(result, None) for a completed task, (None, the reason) for a failed one."""
+    if state.is_completed():
+        return state.result(), None
+    err = state.result(raise_on_failure=False)
+    return None, f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else str(err)
+
+
+def prepare_all(cfg: PipelineConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """Prepare every dataset at once (prep is I/O and decoding, not Ray); a failed one is
+    reported and the others go on."""
+    futures = {}
+    for spec in cfg.datasets:
+        prep = spec.prep(cfg.store, cfg.seed)
+        futures[prep.resolved_name()] = prepare_task.with_options(
+            task_run_name=f"prepare {prep.resolved_name()}").submit(prep)
+    ok, failed = {}, {}
+    for name, fut in futures.items():
+        fut.wait()
+        uri, err = _outcome(fut.state)
+        if err:
+            failed[name] = err
+        else:
+            ok[name] = uri
+            publish_card(uri, name)
+    return ok, failed
+
+
+def run_branch(cfg: PipelineConfig, ds: str, fam: str, n_branches: int,
+               measured: list[float]) -> dict[str, Any]:
+    """Tune, train (one model per seed) and evaluate one (dataset, family)."""
+    trials, note = plan_trials(cfg, n_branches, measured)
+    rec: dict[str, Any] = {"dataset": ds, "family": fam, "trials_requested": cfg.tune.num_samples,
+                           "budget_note": note, "error": None}
+    tuned, err = _outcome(tune_stage(tune_config(cfg, ds, fam, trials), return_state=True))
+    if err:
+        return {**rec, "error": f"tuning: {err}"}
+    if tuned["wall_seconds"] and tuned["trials"]:
+        measured.append(tuned["wall_seconds"] / tuned["trials"])
+    rec.update(tune_uri=tuned["best_uri"], tune_cached=tuned["cached"], bundles=[],
+               metrics_uris=[])
+    best = read_json(tuned["best_uri"])
+    for s in range(cfg.seeds):
+        tcfg = final_config(cfg, best["train_config"], ds, fam, cfg.seed + s)
+        bundle, err = _outcome(train_task.with_options(task_run_name=f"train {ds}/{fam} seed "
+                                                       f"{tcfg.seed}")(tcfg, return_state=True))
+        if err:
+            return {**rec, "error": f"training: {err}"}
+        metrics, err = _outcome(evaluate_task.with_options(
+            task_run_name=f"evaluate {ds}/{fam} seed {tcfg.seed}")(bundle, reuse=True,
+                                                                    return_state=True))
+        if err:
+            return {**rec, "error": f"evaluation: {err}"}
+        rec["bundles"].append(bundle)
+        rec["metrics_uris"].append(metrics)
+    return rec
+
+
+def apply_storage_block(name: Optional[str]) -> None:
+    """Credentials from a Prefect Secret block holding a JSON object of environment variables
+    (AWS_ACCESS_KEY_ID, ...): set for this process and the Ray it starts, never logged."""
+    if not name:
+        return
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(name).get()
+    env = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(env, dict):
+        raise ValueError(f"Secret block {name!r} must hold a JSON object of variables")
+    os.environ.update({str(k): str(v) for k, v in env.items()})
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "default",
+             store: Optional[str] = None, storage_block: Optional[str] = None) -> str:
+    """The whole study as one DAG. `cfg` (the typed form) wins; else `profile`, with `store`
+    overriding where results go. Returns the run folder's URI (its manifest lists the files)."""
+    log = get_run_logger()
+    apply_storage_block(storage_block)
+    cfg = resolve_sources(cfg) if cfg is not None else build_profile(profile)
+    if store:
+        cfg = cfg.model_copy(update={"store": store})
+    data, failed = prepare_all(cfg)
+    keys = {n: (read_json(join(u, "manifest.json")) or {}).get("key", "") for n, u in data.items()}
+    rid = run_id(cfg, keys)
+    run = run_uri(cfg.store, rid)
+    branches = [(ds, fam) for ds in data for fam in cfg.families]
+    records, measured, studies = [], [], {}
+    for i, (ds, fam) in enumerate(branches, 1):
+        log.info("branch %d/%d: %s/%s", i, len(branches), ds, fam)
+        rec = run_branch(cfg, ds, fam, len(branches), measured)
+        records.append(rec)
+        if cfg.study and not rec["error"]:
+            uri, err = _outcome(study_stage(study_config(cfg, ds, fam), return_state=True))
+            if uri:
+                studies[f"study_{ds}_{fam}.png"] = join(uri, "study.png")
+    if read_json(join(run, MANIFEST)) is not None:
+        log.info("run %s was published already (same inputs): %s", rid, run)
+        return run
+    notes = [f"{r['dataset']}/{r['family']}: {r['budget_note']}" for r in records
+             if r.get("budget_note")] + [f"dataset {n} failed: {e}" for n, e in failed.items()]
+    comparison = build_comparison(rid, records, list(cfg.families), failed, studies, notes)
+    published = publish_stage(run, rid, records, comparison, studies, failed)
+    moves = champions_stage(cfg, run, rid, comparison)
+    create_table_artifact(key="model-comparison", table=table_rows(comparison),
+                          description=f"model comparison of run {rid}")
+    create_markdown_artifact(key="model-comparison-report", markdown=published["markdown"],
+                             description=f"run {rid}: {run}")
+    log.info("published %d files to %s; champions: %s", published["files"], run,
+             {k: v["moved"] for k, v in moves.items()})
+    return run
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    print(pipeline())

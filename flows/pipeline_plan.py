@@ -1,0 +1,66 @@
+"""Pure planning for the pipeline: run ids, per-branch configs and the tuning budget."""
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from typing import Optional
+
+from flows.config import PipelineConfig, StudyConfig, TrainConfig, TuneConfig, TuneOptions
+from lightning_modules.config import ModelConfig
+
+
+def run_id(cfg: PipelineConfig, data_keys: dict[str, str]) -> str:
+    """From everything that changes the results (not where they go or how they are spread),
+    so a re-run with the same inputs is the same run and is published once."""
+    if cfg.run_id:
+        return cfg.run_id
+    c = cfg.model_dump(mode="json", exclude={"store": True, "run_id": True,
+                                             "scaling": {"ray_address", "max_failures"}})
+    blob = json.dumps([c, sorted(data_keys.items())], sort_keys=True)
+    return "run-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def base_train(cfg: PipelineConfig, dataset: str, family: str, seed: int,
+               max_train_samples: Optional[int]) -> TrainConfig:
+    return TrainConfig(dataset=dataset, store=cfg.store, model=ModelConfig(family=family),
+                       scaling=cfg.scaling, epochs=cfg.epochs, seed=seed,
+                       max_train_samples=max_train_samples)
+
+
+def tune_config(cfg: PipelineConfig, dataset: str, family: str, trials: int) -> TuneConfig:
+    tune = TuneOptions(**{**cfg.tune.model_dump(), "num_samples": trials})
+    return TuneConfig(base=base_train(cfg, dataset, family, cfg.seed, cfg.tune_train_samples),
+                      space=cfg.space, tune=tune)
+
+
+def final_config(cfg: PipelineConfig, best_train_config: Optional[dict], dataset: str,
+                 family: str, seed: int) -> TrainConfig:
+    """The tuned levers (model and optimiser) with the pipeline's epochs, data size and seed."""
+    base = base_train(cfg, dataset, family, seed, cfg.max_train_samples)
+    if best_train_config is None:
+        return base
+    tuned = TrainConfig(**best_train_config)
+    return base.model_copy(update={"model": tuned.model, "optim": tuned.optim})
+
+
+def study_config(cfg: PipelineConfig, dataset: str, family: str) -> StudyConfig:
+    return StudyConfig(base=base_train(cfg, dataset, family, cfg.seed, cfg.max_train_samples),
+                       levers=cfg.study_levers, seeds=cfg.study_seeds)
+
+
+def plan_trials(cfg: PipelineConfig, branches: int, measured: list[float]
+                ) -> tuple[int, Optional[str]]:
+    """Trials for the next tuning: as asked, or fewer when the run's time budget is short.
+    The per-trial cost is what earlier tunings of this run measured (stored with them, so a
+    re-run plans the same and hits the cache), else `trial_seconds_guess`."""
+    asked = cfg.tune.num_samples
+    if cfg.run_time_budget_s is None:
+        return asked, None
+    share = cfg.tune_share * cfg.run_time_budget_s / branches
+    per_trial = statistics.fmean(measured) if measured else cfg.trial_seconds_guess
+    n = max(1, min(asked, int(share // per_trial)))
+    if n == asked:
+        return n, None
+    return n, (f"time budget: {n} of {asked} trials ({share:.0f} s of tuning per model at "
+               f"~{per_trial:.0f} s per trial)")

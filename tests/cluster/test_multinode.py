@@ -1,0 +1,115 @@
+"""Multi-node drills on one machine: ray.cluster_utils.Cluster (a head and worker nodes, each
+its own raylet), the store in S3 (moto on loopback) as a real cluster needs, and the local
+cluster helper behind `imgclf cluster up/down`."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from cluster import local
+from cluster.launcher import train
+from flows.config import PrepConfig, ScalingOptions, TrainConfig
+from flows.errors import UserError
+from flows.prep.build import prepare
+from lightning_modules.config import ModelConfig, OptimConfig
+from tests.conftest import shared_dataset
+from tests.datagen import idx_subset
+
+
+@pytest.fixture
+def two_nodes(s3_bucket):
+    """A CPU-less head (drivers only) and two 1-CPU worker nodes; the driver joins the head."""
+    ray.shutdown()  # never two local Rays at once
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
+                                                            "include_dashboard": True})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def _wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_node_loss_mid_run_resumes_on_a_replacement_node(two_nodes, s3_bucket, tmp_path):
+    cluster, workers = two_nodes
+    src = idx_subset(shared_dataset("mnist"), tmp_path / "mnist", 1200, 200)
+    prepare(PrepConfig(dataset="mnist", source=str(src), store=s3_bucket))
+    cfg = TrainConfig(dataset="mnist", store=s3_bucket, epochs=3,
+                      model=ModelConfig(family="bp", preset="small"),
+                      optim=OptimConfig(batch_size=32),
+                      scaling=ScalingOptions(workers=2, cpus_per_worker=1, placement="SPREAD",
+                                             max_failures=2))
+    marker = str(tmp_path / "drill")
+    open(marker, "w").close()  # the drill only records steps; the test removes a node itself
+    steps_per_epoch = 1080 // 32 // 2 + 1  # 1,080 train images (10 % to val), 2 ranks
+    lost_at: dict[str, int] = {}
+
+    def kill_a_node_in_epoch_two() -> None:
+        step = Path(marker + ".step")
+        _wait_until(lambda: step.exists() and int(step.read_text() or 0) >= steps_per_epoch + 5,
+                    300, "epoch 2")
+        lost_at["step"] = int(step.read_text())
+        cluster.remove_node(workers[1], allow_graceful=False)
+        cluster.add_node(num_cpus=1)  # the replacement
+    killer = threading.Thread(target=kill_a_node_in_epoch_two, daemon=True)
+    killer.start()
+    out = train(cfg, fault_marker=marker)
+    killer.join(5)
+    starts = [int(s) for s in open(marker + ".starts").read().split()]
+    assert "step" in lost_at and len(starts) == 2 and starts[0] == 0
+    assert 0 < starts[1] <= lost_at["step"]  # resumed from a checkpoint, not from scratch
+    wasted = lost_at["step"] - starts[1]
+    print(f"node lost at step {lost_at['step']}, resumed at {starts[1]}: {wasted} steps wasted")
+    assert wasted <= steps_per_epoch  # at most one checkpoint interval (one per epoch)
+    assert out.info["workers"] == 2 and out.info["metrics"]["ddp/world_size"] == 2.0
+    _wait_until(lambda: ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"],
+                60, "every CPU back (no leaked placement groups)")
+
+
+def test_multi_node_run_with_a_local_store_fails_fast(two_nodes, tmp_path):
+    cfg = TrainConfig(dataset="mnist", store=str(tmp_path), scaling=ScalingOptions(workers=2))
+    store = str(tmp_path)
+    src = idx_subset(shared_dataset("mnist"), tmp_path / "mnist", 200, 50)
+    prepare(PrepConfig(dataset="mnist", source=str(src), store=store))
+    start = time.time()
+    with pytest.raises(UserError, match="3 nodes but the store .* is a local path"):
+        train(cfg)
+    assert time.time() - start < 30
+
+
+def test_cluster_helper_starts_nodes_and_down_leaves_no_process(tmp_path):
+    ray.shutdown()
+    state = tmp_path / "cluster.json"
+    info = local.up(nodes=2, cpus=1, gpus=1, dashboard_port=8266, state=state)
+    try:
+        assert info["dashboard"].startswith("http://127.0.0.1:")
+        ray.init(address=info["address"], log_to_driver=False)
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        assert len(alive) == 3  # the head and two worker nodes
+        assert ray.cluster_resources()["GPU"] == 2 and ray.cluster_resources()["CPU"] == 2
+        ray.shutdown()
+        keeper = psutil.Process(info["pid"])
+        family = [keeper, *keeper.children(recursive=True)]
+        assert len(family) > 5  # gcs, raylets, dashboard, ...
+    finally:
+        ray.shutdown()
+        stopped = local.down(state)
+    assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert info["pid"] in stopped and not state.exists()
+    with pytest.raises(UserError, match="no local cluster"):
+        local.down(state)
