@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import threading
 import time
 import warnings
 from email.parser import BytesParser
@@ -120,7 +121,9 @@ def create_app(store: str, max_concurrent: int = 4) -> FastAPI:
                   description="Classify a drawn or uploaded image with a published model and "
                               "see every layer's activations.")
     registry = Registry(store)
-    gate = asyncio.Semaphore(max_concurrent)  # inference at once; the rest wait their turn
+    # Inference at once; the rest wait their turn (a thread semaphore: classify runs in
+    # worker threads, whatever event loop serves the request).
+    gate = threading.BoundedSemaphore(max_concurrent)
 
     @app.exception_handler(UserError)
     async def _user_error(_: Request, e: UserError) -> JSONResponse:
@@ -190,8 +193,11 @@ def create_app(store: str, max_concurrent: int = 4) -> FastAPI:
         raw = image_from_request(request.headers.get("content-type", ""), body)
         img = decode_image(raw)
         pred, meta = await asyncio.to_thread(registry.get, model)
-        async with gate:
-            return await asyncio.to_thread(classify, pred, meta, img, centre)
+
+        def gated() -> dict:
+            with gate:
+                return classify(pred, meta, img, centre)
+        return await asyncio.to_thread(gated)
 
     return app
 
@@ -210,13 +216,19 @@ def classify(pred: Any, meta: dict, img: Image.Image, centre: Optional[bool]) ->
             "probabilities": {c: round(float(p), 6) for c, p in zip(pred.classes, probs)},
             "input": {"shape": list(seen.shape),
                       "png": png_b64(seen[0] if seen.shape[0] == 1 else seen.transpose(1, 2, 0))},
-            "layers": [describe_layer(f"layer {i} ({n})", o) for i, (n, o) in enumerate(layers, 1)],
+            "layers": [describe_layer(f"layer {i} ({n})", o)
+                       for i, (n, o) in enumerate(layers, 1)],
             "ms": round((time.perf_counter() - t) * 1000, 2)}
 
 
-def serve(store: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+def server(store: str, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
+    """A uvicorn server for the app; limit_concurrency: connections beyond it get 503 at once
+    instead of queueing in memory."""
     import uvicorn
 
-    # limit_concurrency: connections beyond it get 503 at once instead of queueing in memory.
-    uvicorn.run(create_app(store), host=host, port=port, limit_concurrency=64,
-                log_level="info")
+    return uvicorn.Server(uvicorn.Config(create_app(store), host=host, port=port,
+                                         limit_concurrency=64, log_level=log_level))
+
+
+def serve(store: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    server(store, host, port).run()

@@ -1,0 +1,54 @@
+"""The prototype page in a real headless Chromium (Debian's, driven by Playwright): draw a
+digit on the canvas, see the top class and the activation images; a screenshot is kept."""
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no chromium on this machine (make test installs Debian's when it can)")
+    return path
+
+
+def test_drawing_a_digit_shows_the_classification(live):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        page.goto(live)
+        page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+        page.select_option("#model", "mnist/cnn@run-s")
+        box = page.locator("#pad").bounding_box()
+        x0, y0 = box["x"], box["y"]
+        page.mouse.move(x0 + 140, y0 + 50)  # a "7": a bar, then a diagonal down
+        with page.expect_response(lambda r: "/predict" in r.url) as answer:
+            page.mouse.down()
+            for x, y in ((200, 50), (150, 150), (120, 240)):
+                page.mouse.move(x0 + x, y0 + y, steps=8)
+            page.mouse.up()
+        assert answer.value.status == 200
+        page.wait_for_function("document.getElementById('top').textContent !== '–'")
+        page.wait_for_function("document.querySelectorAll('img.fmap').length > 0")
+        shown = page.inner_text("#top")
+        maps = page.eval_on_selector_all(
+            "img.fmap", "els => els.map(e => e.complete && e.naturalWidth > 0)")
+        drawn = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "prototype-page.png"), full_page=True)
+        browser.close()
+    assert maps and all(maps)  # each conv layer's feature-map grid rendered
+    png = base64.b64decode(drawn.split(",", 1)[1])
+    api = httpx.post(f"{live}/predict?model=mnist/cnn@run-s", content=png,
+                     headers={"content-type": "image/png"}).json()
+    assert shown == api["label"]  # the page shows what the API answers for that drawing
+    assert (ARTIFACTS / "prototype-page.png").stat().st_size > 10_000
