@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,21 @@ PROFILE ?= default
 run: $(STAMP)
 	$(BIN)/imgclf pipeline --profile $(PROFILE)
 
-test: $(STAMP)
+# The browser test drives Debian's chromium (Playwright's own browser download needs the
+# internet); installed here when missing and apt can, else that one test skips and says why.
+CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
+browser:
+	@test -n "$(CHROMIUM)" || apt-get install -y -q --no-install-recommends chromium >/dev/null \
+	  || (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null) \
+	  || echo "chromium could not be installed: the browser test will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) artifacts

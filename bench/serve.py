@@ -63,13 +63,15 @@ def measure(url: str, body: bytes, requests: int, concurrency: int) -> dict:
             lat.append((time.perf_counter() - t) * 1000)
             assert r.status_code == 200, r.text
 
-    def one(_: int) -> int:
-        with httpx.Client(timeout=30) as c2:
-            return c2.post(url, content=body, headers={"content-type": "image/png"}).status_code
+    shared = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=concurrency))
+
+    def one(_: int) -> int:  # one keep-alive client, `concurrency` requests in flight
+        return shared.post(url, content=body, headers={"content-type": "image/png"}).status_code
     start = time.perf_counter()
     with cf.ThreadPoolExecutor(concurrency) as pool:
         codes = list(pool.map(one, range(requests)))
     wall = time.perf_counter() - start
+    shared.close()
     return {"p50_ms": round(float(np.percentile(lat, 50)), 2),
             "p99_ms": round(float(np.percentile(lat, 99)), 2),
             "throughput_rps": round(requests / wall, 1), "concurrency": concurrency,

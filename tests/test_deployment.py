@@ -64,7 +64,9 @@ def _tiny_sources(tmp_path: Path) -> list[str]:
     bad = idx_subset(shared_dataset("mnist"), tmp_path / "broken", 400, 100)
     raw = (bad / "train-images-idx3-ubyte.gz").read_bytes()
     (bad / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(raw)[:5000]))
-    return [f"digits:mnist={a}", f"clothes:fashion-mnist={b}", f"broken:mnist={bad}"]
+    return [{"dataset": "mnist", "source": str(a), "name": "digits"},
+            {"dataset": "fashion-mnist", "source": str(b), "name": "clothes"},
+            {"dataset": "mnist", "source": str(bad), "name": "broken"}]
 
 
 def _listing(store: str) -> dict[str, str]:
@@ -80,7 +82,8 @@ def test_deployed_pipeline_runs_from_the_api_then_reruns_from_cache(
     store = f"{s3_bucket}/imgclf"
     cfg = {"datasets": _tiny_sources(tmp_path), "families": ["bp", "cnn"], "store": store,
            "epochs": 1, "max_train_samples": None, "tune_train_samples": None,
-           "tune": {"num_samples": 2, "max_epochs": 1}, "run_time_budget_s": None,
+           "tune": {"num_samples": 2, "max_epochs": 1, "max_concurrent": 2},
+           "run_time_budget_s": None,
            "space": {"batch_sizes": [32, 64]}}
     cli = {"env": env, "cwd": ROOT, "check": True, "capture_output": True, "text": True,
            "timeout": 300}
@@ -95,6 +98,7 @@ def test_deployed_pipeline_runs_from_the_api_then_reruns_from_cache(
     # What the UI's "Quick run / Custom run" does: create a flow run of the deployment.
     run = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run",
                      json={"parameters": {"cfg": cfg}}).json()
+    assert "id" in run, run
     ray.shutdown()  # the worker's flow starts its own local Ray; two at once would clash
     worker = subprocess.run([str(BIN / "prefect"), "worker", "start", "--pool",
                              "imgclf-process", "--run-once"], env=env, cwd=ROOT,
