@@ -20,9 +20,9 @@ from flows.pipeline_plan import final_config, plan_trials, run_id, study_config,
 from flows.prepare_data import prepare_task, publish_card, transient_only
 from flows.profiles import build as build_profile
 from flows.profiles import resolve_sources
-from flows.publish import (Files, publish_branch, run_uri, update_champion, write_manifest,
-                           MANIFEST)
-from flows.store import join, read_json, write_json
+from flows.publish import (MANIFEST, Files, publish_branch, run_uri, update_champion,
+                           write_manifest)
+from flows.store import join, read_bytes, read_json, write_json
 from flows.train import train_task
 from lightning_modules import metrics as M
 
@@ -60,13 +60,6 @@ def publish_stage(run: str, rid: str, records: list[dict], comparison: dict,
     files.update(more)
     write_manifest(run, rid, files, {"failed_datasets": failed})
     return {"files": len(files), "markdown": md_text}
-
-
-def read_bytes(uri: str) -> bytes:
-    from flows.store import filesystem
-
-    fs, path = filesystem(uri)
-    return fs.cat_file(path)
 
 
 @task

@@ -76,6 +76,11 @@ def write_json(url: str, obj: Any) -> dict[str, Any]:
     return write_bytes(url, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    return fs.cat_file(path)
+
+
 def read_json(url: str) -> Any | None:
     """Parsed JSON at url, or None when there is no such file."""
     fs, path = filesystem(url)
