@@ -139,15 +139,18 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
     # since Tune refuses an empty request), so the CPUs all go to the training workers.
     trainable = tune.with_resources(trial_driver, {"CPU": 0, "memory": 1})
     exp_path = f"{path.rstrip('/')}/{name}"
+    full_space = {"params": space, "base": base.model_dump(mode="json"), "data_uri": data_uri,
+                  "max_epochs": cfg.tune.max_epochs, "tune_name": name}
     if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
+        # Tune does not save the param space: without it, trials the searcher had not yet
+        # created when the driver died would come back with an empty config.
         tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
-                                   resume_errored=True, storage_filesystem=fs)
+                                   resume_errored=True, param_space=full_space,
+                                   storage_filesystem=fs)
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={"params": space, "base": base.model_dump(mode="json"),
-                         "data_uri": data_uri, "max_epochs": cfg.tune.max_epochs,
-                         "tune_name": name},
+            param_space=full_space,
             tune_config=tune.TuneConfig(
                 num_samples=cfg.tune.num_samples, max_concurrent_trials=cfg.tune.max_concurrent,
                 search_alg=BasicVariantGenerator(random_state=cfg.base.seed,

@@ -1,10 +1,9 @@
 """The deployments as users run them: a real Prefect server, `prefect deploy` from
-prefect.yaml, the pipeline triggered through the REST API as the UI does, a process worker
-running it, and the results in an S3 store (moto on loopback). Then a re-run in-process:
-every stage is a cache hit and nothing is published twice."""
+prefect.yaml, the pipeline triggered through the REST API as the UI does, and a process worker
+running it to a published, verified run. The run is kept small (one dataset, one family, one
+trial): what the pipeline computes is tested in-process in tests/flows/test_pipeline.py."""
 from __future__ import annotations
 
-import gzip
 import os
 import socket
 import subprocess
@@ -15,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 import ray
-import s3fs
 
-from flows.publish import champion_uri, verify_run
+from flows.publish import verify_run
 from flows.store import join, read_json
 from tests.conftest import shared_dataset
 from tests.datagen import idx_subset
@@ -58,33 +56,14 @@ def prefect_server(tmp_path):
     proc.wait(30)
 
 
-def _tiny_sources(tmp_path: Path) -> list[str]:
-    a = idx_subset(shared_dataset("mnist"), tmp_path / "digits", 400, 100)
-    b = idx_subset(shared_dataset("fashion-mnist"), tmp_path / "clothes", 400, 100)
-    bad = idx_subset(shared_dataset("mnist"), tmp_path / "broken", 400, 100)
-    raw = (bad / "train-images-idx3-ubyte.gz").read_bytes()
-    (bad / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(raw)[:5000]))
-    return [{"dataset": "mnist", "source": str(a), "name": "digits"},
-            {"dataset": "fashion-mnist", "source": str(b), "name": "clothes"},
-            {"dataset": "mnist", "source": str(bad), "name": "broken"}]
-
-
-def _listing(store: str) -> dict[str, str]:
-    fs = s3fs.S3FileSystem()
-    fs.invalidate_cache()
-    return {p: info.get("ETag", "") for p, info in fs.find(store, detail=True).items()}
-
-
-def test_deployed_pipeline_runs_from_the_api_then_reruns_from_cache(
-        s3_bucket, prefect_server, tmp_path, prefect_harness):
-    # s3_bucket first: the server's (and so the worker's) environment then points at moto.
+def test_deployed_pipeline_runs_when_triggered_through_the_api(prefect_server, tmp_path):
     api, env = prefect_server
-    store = f"{s3_bucket}/imgclf"
-    cfg = {"datasets": _tiny_sources(tmp_path), "families": ["bp", "cnn"], "store": store,
-           "epochs": 1, "max_train_samples": None, "tune_train_samples": None,
-           "tune": {"num_samples": 2, "max_epochs": 1, "max_concurrent": 2},
-           "run_time_budget_s": None,
-           "space": {"batch_sizes": [32, 64]}}
+    store = str(tmp_path / "store")
+    digits = idx_subset(shared_dataset("mnist"), tmp_path / "digits", 300, 60)
+    cfg = {"datasets": [{"dataset": "mnist", "source": str(digits), "name": "digits"}],
+           "families": ["bp"], "store": store, "epochs": 1, "max_train_samples": None,
+           "tune_train_samples": None, "tune": {"num_samples": 1, "max_epochs": 1},
+           "run_time_budget_s": None}
     cli = {"env": env, "cwd": ROOT, "check": True, "capture_output": True, "text": True,
            "timeout": 300}
     subprocess.run([str(BIN / "prefect"), "work-pool", "create", "imgclf-process", "--type",
@@ -102,31 +81,14 @@ def test_deployed_pipeline_runs_from_the_api_then_reruns_from_cache(
     ray.shutdown()  # the worker's flow starts its own local Ray; two at once would clash
     worker = subprocess.run([str(BIN / "prefect"), "worker", "start", "--pool",
                              "imgclf-process", "--run-once"], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=600)
     state = httpx.get(f"{api}/flow_runs/{run['id']}").json()["state"]
     assert state["type"] == "COMPLETED", worker.stdout[-4000:] + worker.stderr[-4000:]
 
     latest = read_json(join(store, "runs", "latest.json"))
     manifest = verify_run(latest["uri"])  # every listed file re-read: size and SHA-256
-    assert {f"{ds}/{fam}/weights.safetensors" for ds in ("digits", "clothes")
-            for fam in ("bp", "cnn")} <= set(manifest["files"])
-    assert "broken" in manifest["failed_datasets"]
-    comp = read_json(join(latest["uri"], "comparison.json"))
-    for ds in ("digits", "clothes"):
-        for fam in ("bp", "cnn"):
-            c = comp["cells"][ds][fam]
-            assert c["status"] == "ok" and 0 <= c["test_acc"] <= 1 and c["best_params"]
-            assert c["tuning"]["trials_run"] == 2
-            assert read_json(champion_uri(store, ds, fam))["run_id"] == latest["run_id"]
-    assert {c["status"] for c in comp["cells"]["broken"].values()} == {"failed"}
-    assert "truncated" in comp["cells"]["broken"]["bp"]["error"].lower() or \
-        "broken" in comp["cells"]["broken"]["bp"]["error"]
-
-    # Same inputs again, in this process: prep, tuning, training and evaluation are cache
-    # hits (no Ray needed), and the published run is not written again.
-    from flows.config import PipelineConfig
-    from flows.pipeline import pipeline
-
-    before = _listing(store)
-    assert pipeline(cfg=PipelineConfig(**cfg)) == latest["uri"]
-    assert _listing(store) == before
+    assert {"digits/bp/weights.safetensors", "comparison.html"} <= set(manifest["files"])
+    # The flow run's artifacts are what the UI shows under the run.
+    arts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {
+        "any_": [run["id"]]}}}).json()
+    assert {"model-comparison", "model-comparison-report"} <= {a["key"] for a in arts}

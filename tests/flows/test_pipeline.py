@@ -1,0 +1,67 @@
+"""The whole pipeline in-process on a tiny config (Prefect's test harness, a local Ray, moto's
+S3 on loopback as the store): every file in the manifest, every comparison cell, the champion
+pointers; a corrupt dataset fails its branch only. Then a re-run with the same inputs: every
+stage is a cache hit and nothing is published twice."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import s3fs
+
+from flows.config import PipelineConfig
+from flows.pipeline import pipeline
+from flows.publish import champion_uri, verify_run
+from flows.store import join, read_json
+from tests.conftest import shared_dataset
+from tests.datagen import idx_subset
+
+
+def tiny_sources(tmp_path: Path) -> list[dict]:
+    a = idx_subset(shared_dataset("mnist"), tmp_path / "digits", 400, 100)
+    b = idx_subset(shared_dataset("fashion-mnist"), tmp_path / "clothes", 400, 100)
+    bad = idx_subset(shared_dataset("mnist"), tmp_path / "broken", 400, 100)
+    raw = (bad / "train-images-idx3-ubyte.gz").read_bytes()
+    (bad / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(raw)[:5000]))
+    return [{"dataset": "mnist", "source": str(a), "name": "digits"},
+            {"dataset": "fashion-mnist", "source": str(b), "name": "clothes"},
+            {"dataset": "mnist", "source": str(bad), "name": "broken"}]
+
+
+def _listing(store: str) -> dict[str, str]:
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    return {p: info.get("ETag", "") for p, info in fs.find(store, detail=True).items()}
+
+
+def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_path,
+                                                             prefect_harness):
+    store = f"{s3_bucket}/imgclf"
+    cfg = PipelineConfig(
+        datasets=tiny_sources(tmp_path), families=["bp", "cnn"], store=store, epochs=1,
+        max_train_samples=None, tune_train_samples=None, run_time_budget_s=None,
+        tune={"num_samples": 2, "max_epochs": 1, "max_concurrent": 2},
+        space={"batch_sizes": [32, 64]})
+    run = pipeline(cfg=cfg)
+
+    latest = read_json(join(store, "runs", "latest.json"))
+    assert latest["uri"] == run
+    manifest = verify_run(run)  # every listed file re-read: size and SHA-256
+    assert {f"{ds}/{fam}/weights.safetensors" for ds in ("digits", "clothes")
+            for fam in ("bp", "cnn")} <= set(manifest["files"])
+    assert "broken" in manifest["failed_datasets"]
+    comp = read_json(join(run, "comparison.json"))
+    for ds in ("digits", "clothes"):
+        for fam in ("bp", "cnn"):
+            c = comp["cells"][ds][fam]
+            assert c["status"] == "ok" and 0 <= c["test_acc"] <= 1 and c["best_params"]
+            assert c["tuning"]["trials_run"] == 2
+            assert read_json(champion_uri(store, ds, fam))["run_id"] == latest["run_id"]
+    assert {c["status"] for c in comp["cells"]["broken"].values()} == {"failed"}
+    assert "truncated" in comp["cells"]["broken"]["bp"]["error"].lower()
+
+    # Same inputs again: prep, tuning, training and evaluation are cache hits, and the
+    # published run is not written again (the S3 listing, ETags included, is unchanged).
+    before = _listing(store)
+    assert pipeline(cfg=cfg) == run
+    assert _listing(store) == before
