@@ -5,7 +5,6 @@ trial): what the pipeline computes is tested in-process in tests/flows/test_pipe
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,11 @@ import ray
 
 from flows.publish import verify_run
 from flows.store import join, read_json
-from tests.conftest import shared_dataset
+from tests.conftest import _free_port, shared_dataset
 from tests.datagen import idx_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
