@@ -142,8 +142,8 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
     full_space = {"params": space, "base": base.model_dump(mode="json"), "data_uri": data_uri,
                   "max_epochs": cfg.tune.max_epochs, "tune_name": name}
     if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
-        # Tune does not save the param space: without it, trials the searcher had not yet
-        # created when the driver died would come back with an empty config.
+        # Tune does not save the param space (tuner.pkl drops it) and would resume with
+        # config=None; hand the same one back (Tune checks that its keys match).
         tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
                                    resume_errored=True, param_space=full_space,
                                    storage_filesystem=fs)
