@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/pipeline_stages.py
 
 clean:
 	rm -rf $(VENV) artifacts

@@ -1,0 +1,56 @@
+"""Where a small pipeline's time goes: one branch (MNIST subset, one family) through every
+stage under Prefect's temporary server, each task run's duration read back from Prefect.
+Prints JSON.
+
+    python bench/pipeline_stages.py [--family bp] [--train 400] [--trials 2]"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from flows.config import PipelineConfig  # noqa: E402
+from flows.pipeline import pipeline  # noqa: E402
+from flows.profiles import offline_dir  # noqa: E402
+from tests.datagen import idx_subset  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", default="bp")
+    ap.add_argument("--train", type=int, default=400, help="training images")
+    ap.add_argument("--trials", type=int, default=2, help="tuning trials, all at once")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    src = idx_subset(offline_dir() / "mnist", tmp / "digits", args.train, args.train // 4)
+    cfg = PipelineConfig(
+        datasets=[{"dataset": "mnist", "source": str(src), "name": "digits"}],
+        families=[args.family], store=str(tmp / "store"), epochs=1, max_train_samples=None,
+        tune_train_samples=None, run_time_budget_s=None,
+        tune={"num_samples": args.trials, "max_epochs": 1, "max_concurrent": args.trials},
+        space={"batch_sizes": [32, 64]})
+    with prefect_test_harness():
+        started = time.perf_counter()
+        state = pipeline(cfg=cfg, return_state=True)
+        total = time.perf_counter() - started
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    stages = {r.name: round(r.total_run_time.total_seconds(), 2)
+              for r in sorted(runs, key=lambda r: r.start_time or r.expected_start_time)}
+    print(json.dumps({"family": args.family, "train_images": args.train,
+                      "trials": args.trials, "state": state.type.value,
+                      "total_s": round(total, 2), "stages_s": stages}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
