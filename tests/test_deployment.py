@@ -49,6 +49,17 @@ def prefect_server(tmp_path):
     proc.wait(30)
 
 
+def _post_retrying(url: str, body: dict, tries: int = 5) -> dict:
+    """POST as the UI does, which retries too: a just-started server (SQLite) has answered
+    503 Service Unavailable under load in CI; a 4xx is not retried."""
+    for attempt in range(tries):
+        resp = httpx.post(url, json=body, timeout=30)
+        if resp.status_code < 500 or attempt == tries - 1:
+            return resp.json()
+        time.sleep(2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def test_deployed_pipeline_runs_when_triggered_through_the_api(prefect_server, tmp_path):
     api, env = prefect_server
     store = str(tmp_path / "store")
@@ -68,8 +79,8 @@ def test_deployed_pipeline_runs_when_triggered_through_the_api(prefect_server, t
     dep = httpx.get(f"{api}/deployments/name/pipeline/pipeline").json()
     assert dep["schedules"][0]["slug"] == "weekly-retrain"
     # What the UI's "Quick run / Custom run" does: create a flow run of the deployment.
-    run = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run",
-                     json={"parameters": {"cfg": cfg}}).json()
+    run = _post_retrying(f"{api}/deployments/{dep['id']}/create_flow_run",
+                         {"parameters": {"cfg": cfg}})
     assert "id" in run, run
     ray.shutdown()  # the worker's flow starts its own local Ray; two at once would clash
     worker = subprocess.run([str(BIN / "prefect"), "worker", "start", "--pool",
