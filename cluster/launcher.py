@@ -14,6 +14,7 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from cluster.connect import connect
 from cluster.train_worker import CHECKPOINT_FILE, train_loop_per_worker
 from flows.config import TrainConfig
 from flows.errors import UserError
@@ -24,6 +25,8 @@ from lightning_modules.history import history_from_checkpoint
 from lightning_modules.datamodule import MissingDatasetError, load_manifest
 
 log = logging.getLogger(__name__)
+# Read by Ray Train V2 (ray/train/v2/_internal/constants.py), passed on to its controller.
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
 @dataclass
@@ -49,17 +52,6 @@ def run_name(cfg: TrainConfig, data_key: str) -> str:
     c.pop("store")
     digest = hashlib.sha256(json.dumps([c, data_key], sort_keys=True).encode()).hexdigest()
     return f"{cfg.dataset}-{cfg.model.family}-{digest[:12]}"
-
-
-def connect(address: Optional[str]) -> None:
-    """Join RAY_ADDRESS / --ray-address, or start a local Ray; never Ray Client (ray://)."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address and address.startswith("ray://"):
-        raise UserError("ray:// (Ray Client) is not supported for Train/Tune; run this on the "
-                        "head node with --ray-address auto or host:port")
-    ray.init(address=address or None, log_to_driver=True)
 
 
 def storage(store: str) -> tuple[str, Optional[pyarrow.fs.FileSystem]]:
@@ -95,6 +87,8 @@ def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional
     """The TorchTrainer for one run: scaling, storage, checkpoint scoring, fault tolerance."""
     scaling_config, threads = scaling(cfg)
     path, fs = storage(cfg.store)
+    # Ray Train passes this variable on to its controller: one start-up attempt, this long.
+    os.environ[START_TIMEOUT_ENV] = str(cfg.scaling.start_timeout_s)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri,
@@ -106,7 +100,27 @@ def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.scaling.num_to_keep,
                                                checkpoint_score_attribute=M.SCORE,
                                                checkpoint_score_order=M.SCORE_MODE),
-            failure_config=FailureConfig(max_failures=cfg.scaling.max_failures)))
+            # A worker group that cannot start is not retried (Ray's default retries forever,
+            # so a run whose resources never appear would hang): it fails with its reason.
+            failure_config=FailureConfig(max_failures=cfg.scaling.max_failures,
+                                         controller_failure_limit=0)))
+
+
+def explain_failure(err: BaseException, sc: ScalingConfig, timeout_s: float) -> Optional[str]:
+    """One line for a run whose workers could not be placed or started, else None."""
+    from ray.train.v2.api.exceptions import ControllerError
+
+    cause = getattr(err, "controller_failure", None) if isinstance(err, ControllerError) else None
+    if cause is None:
+        return None
+    want = f"{sc.num_workers} worker(s) × {dict(sc.resources_per_worker or {})}"
+    if sc.use_gpu:
+        want += " + 1 GPU each"
+    have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+    return (f"the training workers did not start within {timeout_s:.0f} s: "
+            f"{want} ({sc.placement_strategy}) could not be placed on the Ray cluster {have} "
+            f"({type(cause).__name__}); use fewer --workers, or a longer --start-timeout-s "
+            f"if the cluster is scaling up")
 
 
 def check_data(cfg: TrainConfig) -> tuple[str, dict]:
@@ -138,7 +152,13 @@ def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
     trainer = make_trainer(cfg, data_uri, name, fault_marker=fault_marker, launched_at=launched_at)
     scaling_config = trainer.scaling_config
     start = time.perf_counter()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as e:
+        reason = explain_failure(e, scaling_config, cfg.scaling.start_timeout_s)
+        if reason is None:
+            raise
+        raise UserError(reason) from None
     seconds = time.perf_counter() - start
     best, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1].get(M.SCORE, -1.0))
     with best.as_directory() as d:

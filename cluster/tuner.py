@@ -161,7 +161,10 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
                                         grace_period=cfg.tune.grace_period,
                                         reduction_factor=cfg.tune.reduction_factor)),
             run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs,
-                                      callbacks=[TrialLog(uri)]))
+                                      callbacks=[TrialLog(uri)],
+                                      # Tune's status tables only with `imgclf -v`; the trial
+                                      # files and the Prefect table say the same.
+                                      verbose=2 if os.environ.get("IMGCLF_VERBOSE") else 0))
     started = time.perf_counter()
     results = tuner.fit()
     wall = time.perf_counter() - started

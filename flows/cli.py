@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -12,6 +15,7 @@ from flows.cli_options import add_model_options, model_from_args, one_line
 from flows.config import (EvalConfig, PipelineConfig, PrepConfig, StudyConfig, TrainConfig,
                           TuneConfig)
 from flows.errors import UserError
+from flows.progress import QUIET_ENV
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -79,7 +83,8 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 def _pipeline_extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=["smoke", "default", "full"], default="default",
-                   help="smoke (minutes), default (~15 min on a laptop), full; options override")
+                   help="smoke (minutes), default, full; the defaults shown below are the default "
+                   "profile's, and options given override the profile")
     p.add_argument("--storage-block", default=None,
                    help="a Prefect Secret block with the store's credentials as JSON env vars")
 
@@ -155,22 +160,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging(command: str, verbose: bool) -> Path:
+    """The console shows warnings, progress lines and the result (everything with -v); the log
+    file keeps everything at INFO, full tracebacks included. Returns the log file's path."""
+    # Prefect's telemetry hit "database is locked" on its temporary server at every start.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if verbose:
+        os.environ["IMGCLF_VERBOSE"] = "1"
+    else:
+        os.environ[QUIET_ENV] = "1"
+        # Prefect reads its handlers' levels from the environment (every re-setup too).
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    import prefect  # noqa: F401  (its logging config is applied on import; ours goes on top)
+
+    logs = Path(os.environ.get("IMGCLF_LOG_DIR", "~/.cache/imgclf/logs")).expanduser()
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if not root.handlers[:-1]:  # no console handler yet (Prefect normally adds one)
+        console = logging.StreamHandler()
+        console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        root.addHandler(console)
+    for name in ("flows", "cluster", "lightning_modules", "imgclf"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore"):  # one line per Prefect API request
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_path = setup_logging(args.command, args.verbose)
+    log = logging.getLogger("flows.cli")
     try:
         return COMMANDS[args.command][1](args)
     except ValidationError as e:
         print(f"imgclf {args.command}: error: {one_line(e)}", file=sys.stderr)
     except UserError as e:
+        log.info("user error", exc_info=True)
         print(f"imgclf {args.command}: error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"imgclf {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # anything else: one line here, the traceback in the log file
+        log.info("%s failed", args.command, exc_info=True)  # the log file only, unless -v
+        if args.verbose:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"imgclf {args.command}: error: {type(e).__name__}: {first} (traceback in "
+              f"{log_path}; -v shows it here)", file=sys.stderr)
+        return 1
     return 2
-
 
 if __name__ == "__main__":
     sys.exit(main())

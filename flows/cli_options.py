@@ -19,16 +19,20 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
-                      prefix: str = "") -> None:
-    """One `--kebab-name` option per field; defaults stay in the model (argparse default None)."""
+                      prefix: str = "", defaults: Any = None) -> None:
+    """One `--kebab-name` option per field; defaults stay in the model (argparse default None).
+    The help shows the default that runs: a nested config's own (the pipeline's tuning budget,
+    say), not its class's."""
     for name, field in model.model_fields.items():
         ann = _unwrap(field.annotation)
+        default = getattr(defaults, name) if defaults is not None \
+            else field.get_default(call_default_factory=True)
         if isinstance(ann, type) and issubclass(ann, BaseModel):  # nested: flatten its fields
-            add_model_options(parser, ann, prefix)
+            add_model_options(parser, ann, prefix, default)
             continue
         flag = "--" + (prefix + name).replace("_", "-")
         kw: dict[str, Any] = {"dest": prefix + name, "default": None,
-                              "help": f"{field.description or ''} (default: {field.default})"}
+                              "help": f"{field.description or ''} (default: {_show(default)})"}
         if ann is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(ann) is Literal:
@@ -45,6 +49,15 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
         extra = (field.json_schema_extra or {}).get("cli_aliases", []) \
             if isinstance(field.json_schema_extra, dict) else []
         parser.add_argument(flag, *extra, **kw)
+
+
+def _show(value: Any) -> str:
+    """A default as a user would type it: lists comma-separated, configs by their text form."""
+    if isinstance(value, list):
+        return ",".join(_show(v) for v in value) or "none"
+    if isinstance(value, BaseModel):
+        return str(getattr(value, "dataset", None) or value)
+    return "none" if value is None else str(value)
 
 
 def _list_of(item: Any) -> Any:

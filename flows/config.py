@@ -77,6 +77,10 @@ class ScalingOptions(BaseModel):
     ray_address: Optional[str] = Field(
         None, description="existing Ray cluster (default: $RAY_ADDRESS, else start a local one)")
     max_failures: int = Field(2, ge=0, description="worker-group restarts from the last checkpoint")
+    start_timeout_s: float = Field(
+        180, gt=0, le=86_400, description="a run whose workers are not all placed and started "
+        "within this many seconds fails, saying what it asked for (raise it on autoscaling "
+        "clusters)")
     num_to_keep: int = Field(2, gt=0, description="checkpoints kept (best by val/acc)")
 
 
@@ -87,9 +91,10 @@ class TrainConfig(BaseModel):
 
     dataset: str = Field("mnist", description="a prepared dataset's name in the store")
     store: str = Field(DEFAULT_STORE, description="store holding data, checkpoints and models")
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    scaling: ScalingOptions = Field(default_factory=ScalingOptions)
+    # Plain defaults, not factories: the JSON schema (the Prefect form) then shows them.
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    scaling: ScalingOptions = ScalingOptions()
     epochs: int = Field(1, gt=0, le=1000, description="training epochs")
     seed: int = Field(0, description="seed of weights, shuffling and augmentation")
     max_train_samples: Optional[int] = Field(
@@ -162,9 +167,9 @@ class TuneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base: TrainConfig = Field(default_factory=TrainConfig)
-    space: SearchSpace = Field(default_factory=SearchSpace)
-    tune: TuneOptions = Field(default_factory=TuneOptions)
+    base: TrainConfig = TrainConfig()
+    space: SearchSpace = SearchSpace()
+    tune: TuneOptions = TuneOptions()
 
 
 Lever = Literal["lr", "batch_size", "activation", "structure", "dropout"]
@@ -176,7 +181,7 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base: TrainConfig = Field(default_factory=TrainConfig)
+    base: TrainConfig = TrainConfig()
     levers: list[Lever] = Field(list(LEVERS), min_length=1, description="levers to sweep")
     seeds: int = Field(3, gt=0, le=20, description="seeds per grid point")
     lr_grid: list[float] = Field([1e-4, 3e-4, 1e-3, 3e-3, 1e-2], min_length=1,
@@ -224,9 +229,9 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Plain defaults, not factories, so that the Prefect form and --help show what runs.
     datasets: list[DatasetSpec] = Field(
-        default_factory=lambda: [DatasetSpec(dataset="mnist"), DatasetSpec(dataset="fashion-mnist")],
-        min_length=1, description="datasets: kind, kind=source or name:kind=source")
+        [DatasetSpec(dataset="mnist"), DatasetSpec(dataset="fashion-mnist")], min_length=1, description="datasets: kind, kind=source or name:kind=source")
     families: list[Family] = Field(["bp", "dnn", "cnn", "dcnn"], min_length=1,
                                    description="model families")
     store: str = Field(DEFAULT_STORE, description="store for data, models and runs (path or s3://)")
@@ -238,9 +243,10 @@ class PipelineConfig(BaseModel):
         10_000, gt=0, description="final models train on a seeded subset of this many images")
     tune_train_samples: Optional[int] = Field(
         3_000, gt=0, description="tuning trials train on a seeded subset of this many images")
-    tune: TuneOptions = Field(default_factory=lambda: TuneOptions(num_samples=2, max_epochs=1))
-    space: SearchSpace = Field(default_factory=SearchSpace)
-    scaling: ScalingOptions = Field(default_factory=ScalingOptions)
+    tune: TuneOptions = Field(TuneOptions(num_samples=2, max_epochs=1),
+                              description="tuning budget of each (dataset, family)")
+    space: SearchSpace = Field(SearchSpace(), description="the search space of the five levers")
+    scaling: ScalingOptions = Field(ScalingOptions(), description="how runs map onto Ray")
     run_time_budget_s: Optional[float] = Field(
         900, gt=0, description="time budget of the whole run; tuning gets fewer trials to fit")
     tune_share: float = Field(0.5, gt=0, le=1, description="share of the budget for tuning")

@@ -19,11 +19,13 @@ from flows.evaluate import evaluate_task
 from flows.pipeline_plan import final_config, plan_trials, run_id, study_config, tune_config
 from flows.prepare_data import prepare_task, publish_card, transient_only
 from flows.profiles import build as build_profile
+from flows.progress import step
 from flows.profiles import resolve_sources
 from flows.publish import (MANIFEST, Files, publish_branch, run_uri, update_champion,
                            write_manifest)
 from flows.store import join, read_bytes, read_json, write_json
 from flows.train import train_task
+from flows.tune import trials_artifact
 from lightning_modules import metrics as M
 
 
@@ -34,7 +36,9 @@ def tune_stage(cfg: TuneConfig) -> dict[str, Any]:
     from cluster.tuner import run_tune
 
     out = run_tune(cfg)
-    return {"best_uri": join(out.uri, "best.json"), "cached": out.cached,
+    best_uri = join(out.uri, "best.json")
+    trials_artifact.fn(best_uri)  # the branch's trials in the pipeline run's Artifacts tab
+    return {"best_uri": best_uri, "cached": out.cached,
             "trials": len(out.trials), "wall_seconds": out.best.get("wall_seconds")}
 
 
@@ -48,7 +52,8 @@ def study_stage(cfg: StudyConfig) -> str:
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
 def publish_stage(run: str, rid: str, records: list[dict], comparison: dict,
-                  study_pngs: dict[str, str], failed: dict[str, str]) -> dict:
+                  study_pngs: dict[str, str], failed: dict[str, str],
+                  data_keys: dict[str, str]) -> dict:
     """Every branch's files, the comparison, then the manifest (last). A retry rewrites the
     same files; a publish that never finishes leaves no manifest, so nothing is listed."""
     files: Files = {}
@@ -58,7 +63,7 @@ def publish_stage(run: str, rid: str, records: list[dict], comparison: dict,
     pngs = {n: read_bytes(u) for n, u in study_pngs.items()}
     more, md_text = write_comparison(run, comparison, pngs)
     files.update(more)
-    write_manifest(run, rid, files, {"failed_datasets": failed})
+    write_manifest(run, rid, files, {"failed_datasets": failed, "data_keys": data_keys})
     return {"files": len(files), "markdown": md_text}
 
 
@@ -99,7 +104,9 @@ def prepare_all(cfg: PipelineConfig) -> tuple[dict[str, str], dict[str, str]]:
         uri, err = _outcome(fut.state)
         if err:
             failed[name] = err
+            step(get_run_logger(), "prepare %s failed: %s", name, err)
         else:
+            step(get_run_logger(), "prepared %s: %s", name, uri)
             ok[name] = uri
             publish_card(uri, name)
     return ok, failed
@@ -108,12 +115,15 @@ def prepare_all(cfg: PipelineConfig) -> tuple[dict[str, str], dict[str, str]]:
 def run_branch(cfg: PipelineConfig, ds: str, fam: str, n_branches: int,
                measured: list[float]) -> dict[str, Any]:
     """Tune, train (one model per seed) and evaluate one (dataset, family)."""
+    log = get_run_logger()
     trials, note = plan_trials(cfg, n_branches, measured)
+    step(log, "%s/%s: tuning (%d trial(s))", ds, fam, trials)
     rec: dict[str, Any] = {"dataset": ds, "family": fam, "trials_requested": cfg.tune.num_samples,
                            "budget_note": note, "error": None}
     tuned, err = _outcome(tune_stage(tune_config(cfg, ds, fam, trials), return_state=True))
     if err:
         return {**rec, "error": f"tuning: {err}"}
+    step(log, "%s/%s: tuned%s", ds, fam, " (cached)" if tuned["cached"] else "")
     if tuned["wall_seconds"] and tuned["trials"]:
         measured.append(tuned["wall_seconds"] / tuned["trials"])
     rec.update(tune_uri=tuned["best_uri"], tune_cached=tuned["cached"], bundles=[],
@@ -130,6 +140,9 @@ def run_branch(cfg: PipelineConfig, ds: str, fam: str, n_branches: int,
                                                                     return_state=True))
         if err:
             return {**rec, "error": f"evaluation: {err}"}
+        acc = (read_json(metrics) or {}).get(M.TEST_ACC)
+        step(log, "%s/%s: seed %d trained and evaluated: test accuracy %s", ds, fam, tcfg.seed,
+             f"{acc:.4f}" if isinstance(acc, float) else acc)
         rec["bundles"].append(bundle)
         rec["metrics_uris"].append(metrics)
     return rec
@@ -152,8 +165,17 @@ def apply_storage_block(name: Optional[str]) -> None:
 @flow(name="pipeline", log_prints=True)
 def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "default",
              store: Optional[str] = None, storage_block: Optional[str] = None) -> str:
-    """The whole study as one DAG. `cfg` (the typed form) wins; else `profile`, with `store`
-    overriding where results go. Returns the run folder's URI (its manifest lists the files)."""
+    """The whole study as one DAG. Returns the run folder's URI (its manifest lists the files).
+
+    Args:
+        cfg: the whole typed config (datasets, families, tuning budget, training, scaling);
+            when given it wins over `profile`; empty: the profile's config is used.
+        profile: smoke (minutes), default (MNIST + Fashion-MNIST, all four families, `make
+            run`) or full (all three datasets, larger search, the study).
+        store: where data, models and runs go (path or s3://); overrides the config's store.
+        storage_block: name of a Prefect Secret block holding the store's credentials as a
+            JSON object of environment variables (AWS_ACCESS_KEY_ID, ...).
+    """
     log = get_run_logger()
     apply_storage_block(storage_block)
     cfg = resolve_sources(cfg) if cfg is not None else build_profile(profile)
@@ -163,31 +185,75 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     keys = {n: (read_json(join(u, "manifest.json")) or {}).get("key", "") for n, u in data.items()}
     rid = run_id(cfg, keys)
     run = run_uri(cfg.store, rid)
+    if retrain_decision(cfg, rid, run, keys) == "unchanged":
+        return run
     branches = [(ds, fam) for ds in data for fam in cfg.families]
     records, measured, studies = [], [], {}
     for i, (ds, fam) in enumerate(branches, 1):
-        log.info("branch %d/%d: %s/%s", i, len(branches), ds, fam)
+        step(log, "branch %d/%d: %s/%s", i, len(branches), ds, fam)
         rec = run_branch(cfg, ds, fam, len(branches), measured)
+        if rec["error"]:
+            step(log, "%s/%s failed: %s", ds, fam, rec["error"])
         records.append(rec)
         if cfg.study and not rec["error"]:
             uri, err = _outcome(study_stage(study_config(cfg, ds, fam), return_state=True))
             if uri:
                 studies[f"study_{ds}_{fam}.png"] = join(uri, "study.png")
-    if read_json(join(run, MANIFEST)) is not None:
-        log.info("run %s was published already (same inputs): %s", rid, run)
-        return run
     notes = [f"{r['dataset']}/{r['family']}: {r['budget_note']}" for r in records
              if r.get("budget_note")] + [f"dataset {n} failed: {e}" for n, e in failed.items()]
     comparison = build_comparison(rid, records, list(cfg.families), failed, studies, notes)
-    published = publish_stage(run, rid, records, comparison, studies, failed)
+    published = publish_stage(run, rid, records, comparison, studies, failed, keys)
     moves = champions_stage(cfg, run, rid, comparison)
     create_table_artifact(key="model-comparison", table=table_rows(comparison),
                           description=f"model comparison of run {rid}")
     create_markdown_artifact(key="model-comparison-report", markdown=published["markdown"],
                              description=f"run {rid}: {run}")
-    log.info("published %d files to %s; champions: %s", published["files"], run,
-             {k: v["moved"] for k, v in moves.items()})
+    step(log, "published %d files to %s; champions moved: %s", published["files"], run,
+         ", ".join(k for k, v in moves.items() if v["moved"]) or "none")
+    create_markdown_artifact(key="champion-gate", markdown=champion_markdown(moves),
+                             description=f"champion decisions of run {rid}")
     return run
+
+
+def champion_markdown(moves: dict[str, dict]) -> str:
+    rows = [f"| {k} | {'moved' if v['moved'] else 'kept'} | {v['reason']} |"
+            for k, v in sorted(moves.items())]
+    return "\n".join(["# Champion gate", "", "| model | champion | why |", "|---|---|---|",
+                      *rows])
+
+
+def retrain_decision(cfg: PipelineConfig, rid: str, run: str, keys: dict[str, str]) -> str:
+    """Say (log line + markdown artifact) whether this run has work to do. The run id hashes
+    the config and every dataset's content key, so a published run with the same id means the
+    sources did not change since: nothing to train. Returns "unchanged" or "changed"."""
+    log = get_run_logger()
+    if read_json(join(run, MANIFEST)) is not None:
+        msg = (f"Nothing changed: every source gives the same data ({_keys_text(keys)}) and the "
+               f"config is the same, so run {rid} stands as published at {run}; no training.")
+        step(log, msg)
+        create_markdown_artifact(key="retrain-decision", markdown=f"# Retraining\n\n{msg}",
+                                 description="scheduled retraining: nothing changed")
+        return "unchanged"
+    latest = read_json(join(cfg.store, "runs", "latest.json"))
+    before = (read_json(join(latest["uri"], MANIFEST)) or {}).get("data_keys", {}) \
+        if latest else {}
+    changed = sorted(n for n in keys if before.get(n) != keys[n])
+    if latest is None:
+        msg = f"No earlier run in {cfg.store}: training run {rid}."
+    elif changed:
+        msg = (f"Data changed since run {latest['run_id']}: "
+               + ", ".join(f"{n} {before.get(n) or '(new)'} → {keys[n]}" for n in changed)
+               + f"; retraining as run {rid}, then the champion gate decides.")
+    else:
+        msg = f"Same data as run {latest['run_id']} but a different config: training run {rid}."
+    step(log, msg)
+    create_markdown_artifact(key="retrain-decision", markdown=f"# Retraining\n\n{msg}",
+                             description="why this run trains")
+    return "changed"
+
+
+def _keys_text(keys: dict[str, str]) -> str:
+    return ", ".join(f"{n} {k}" for n, k in sorted(keys.items()))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -37,3 +38,22 @@ class Bar:
             log.info("%s: %d/%d (%.0f%%)", self.description, self.done, self.total,
                      100 * self.done / self.total)
             self._next_log = (int(10 * self.done / self.total) + 1) / 10
+
+
+
+QUIET_ENV = "IMGCLF_QUIET_CONSOLE"  # set by the CLI when its console shows warnings only
+_console = None
+
+
+def step(logger: logging.Logger, message: str, *args: object) -> None:
+    """One line of a long run's progress: to the logs (the Prefect UI, the log file) and, when
+    the CLI keeps the console to warnings, also to the terminal as a timestamped line."""
+    global _console
+    logger.info(message, *args)
+    if os.environ.get(QUIET_ENV) != "1":
+        return
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True, highlight=False)
+    _console.log(message % args if args else message, markup=False)

@@ -1,0 +1,147 @@
+"""Joining the user's Ray cluster, or starting a private local one, so that a run works on any
+Ray a user brings (`ray start --head` with or without token auth, `imgclf cluster up`, KubeRay)
+and two runs on one machine never confuse their Rays.
+
+Why the environment matters: Ray Train's PlacementGroupCleaner (a detached actor) finds the
+dashboard through the State API, which, given no address, looks for *any* Ray on the machine
+and fails with "Found multiple active Ray instances" when there are two; the placement group
+then stays reserved and the next worker group never starts. Every process of a run is told
+which cluster is its own (RAY_ADDRESS or RAY_API_SERVER_ADDRESS in the job's runtime_env)."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Optional
+
+import ray
+
+from flows.errors import UserError
+
+log = logging.getLogger(__name__)
+
+AUTH_MODE = "RAY_AUTH_MODE"
+TOKEN_HELP = ("set RAY_AUTH_TOKEN to the cluster's token (`ray get-auth-token` on the head node) "
+              "or put it in ~/.ray/auth_token")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def token_available() -> bool:
+    """A token the way Ray looks for one: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+    return Path(path).expanduser().is_file()
+
+
+def _resolve(address: str) -> str:
+    """`auto` → the host:port it means on this machine (the latest `ray start`)."""
+    if address != "auto":
+        return address
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except ConnectionError as e:
+        raise UserError(f"RAY_ADDRESS=auto: {e}") from None
+
+
+def connect(address: Optional[str], verbose: Optional[bool] = None) -> None:
+    """Join --ray-address / $RAY_ADDRESS, or start a private local Ray; never Ray Client.
+    Worker output reaches the console only when verbose (`imgclf -v` sets IMGCLF_VERBOSE)."""
+    if ray.is_initialized():
+        return
+    if verbose is None:
+        verbose = bool(os.environ.get("IMGCLF_VERBOSE"))
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address.startswith("ray://"):
+        raise UserError("ray:// (Ray Client) is not supported for Train/Tune; run this on the "
+                        "head node with --ray-address auto or host:port")
+    quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose
+             else logging.WARNING}
+    if address:
+        _join(_resolve(address), quiet)
+    else:
+        _start_local(quiet)
+
+
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Ray retries an unreachable GCS for minutes; a plain TCP connect says so in seconds."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"Ray address {address!r} is not host:port (or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}; is "
+                        f"`ray start --head` running there, and RAY_ADDRESS right?") from None
+
+
+def _gcs_accepts(address: str) -> bool:
+    """Whether the cluster's GCS takes this process's credentials: a GCS client answers in well
+    under a second (ray.init would retry for tens of seconds and then blame the connection)."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        return False
+    return True
+
+
+def _authenticate(address: str) -> None:
+    """Ray 2.60 turns token auth on for a head started where ~/.ray/auth_token exists, but a
+    client given an explicit address does not, and fails with InvalidAuthToken. A head without
+    auth, though, cannot run the work of a client in token mode (its Train controller died).
+    So: ask the head first; use the token only if it wants one."""
+    if os.environ.get(AUTH_MODE) is None and not _gcs_accepts(address):
+        if not token_available():
+            raise UserError(f"the Ray cluster at {address} requires token authentication: "
+                            f"{TOKEN_HELP}")
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()  # sets RAY_AUTH_MODE=token and refreshes Ray's cached config
+    if not _gcs_accepts(address):
+        raise UserError(f"the Ray cluster at {address} refused this machine's credentials "
+                        f"(RAY_AUTH_MODE={os.environ.get(AUTH_MODE)}); {TOKEN_HELP}")
+
+
+def _join(address: str, quiet: dict) -> None:
+    from ray.exceptions import AuthenticationError
+
+    _reachable(address)
+    _authenticate(address)
+    os.environ["RAY_ADDRESS"] = address  # the driver's own State API calls
+    try:
+        ray.init(address=address, runtime_env={"env_vars": {"RAY_ADDRESS": address}}, **quiet)
+    except AuthenticationError:
+        ray.shutdown()
+        raise UserError(f"the Ray cluster at {address} requires token authentication: "
+                        f"{TOKEN_HELP}") from None
+    except ConnectionError as e:
+        ray.shutdown()
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot connect to the Ray cluster at {address}: {first}") from None
+
+
+def _start_local(quiet: dict) -> None:
+    """A Ray of this run's own, its dashboard on a free port that every process is told of."""
+    if os.environ.get(AUTH_MODE) is None:
+        # Token auth, Ray's own default for a new local cluster, chosen here so that Ray does
+        # not warn about it on every run (its config is refreshed with the variable).
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    os.environ["RAY_API_SERVER_ADDRESS"] = url
+    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+             runtime_env={"env_vars": {"RAY_API_SERVER_ADDRESS": url}}, **quiet)
+    log.info("started a local Ray for this run (dashboard %s)", url)

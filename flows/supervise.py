@@ -1,0 +1,92 @@
+"""The `imgclf` entry point: runs the command (flows/cli.py) in a child process of its own
+session and stands guard. Ctrl-C or SIGTERM stops the whole run within seconds: the child is
+asked to stop, then it and every process it started (the local Ray's GCS, raylet, dashboard
+and workers included) are killed, so nothing is left running. Ray Train's own SIGINT handler
+waits on its controller, which is what kept a stuck run alive before.
+
+Only the standard library and psutil are imported here, so the guard costs little."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+CHILD_ENV = "IMGCLF_CHILD"
+ASK_S = 4.0   # how long the child may take to stop by itself
+KILL_S = 4.0  # then: how long killed processes may take to go
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _group(pgid: int) -> list[psutil.Process]:
+    """Processes still in the child's process group (the ones that were re-parented)."""
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                out.append(p)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return out
+
+
+def stop_tree(pid: int) -> None:
+    """Ask the child to stop, then kill what is left of it and everything it started."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    seen = {p.pid: p for p in _tree(root)}  # before the child dies and orphans its children
+    try:
+        root.send_signal(signal.SIGTERM)
+    except psutil.NoSuchProcess:
+        pass
+    deadline = time.monotonic() + ASK_S
+    while time.monotonic() < deadline and root.is_running() and root.status() != "zombie":
+        seen.update({p.pid: p for p in _tree(root)})
+        time.sleep(0.1)
+    seen.update({p.pid: p for p in _group(pid)})
+    for p in seen.values():
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(list(seen.values()), timeout=KILL_S)
+
+
+def main() -> int:
+    if os.environ.get(CHILD_ENV):  # already guarded (or a test calling the CLI directly)
+        from flows.cli import main as cli_main
+
+        return cli_main()
+    child = subprocess.Popen([sys.executable, "-m", "flows.cli", *sys.argv[1:]],
+                             env={**os.environ, CHILD_ENV: "1"}, start_new_session=True)
+    got: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        got.append(signum)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not got:
+        try:
+            return child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            continue
+    name = signal.Signals(got[0]).name
+    print(f"imgclf: {name}: stopping the run and every process it started", file=sys.stderr)
+    stop_tree(child.pid)
+    child.wait()
+    return 128 + got[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
