@@ -65,10 +65,27 @@ def connect(address: Optional[str], verbose: Optional[bool] = None) -> None:
                         "head node with --ray-address auto or host:port")
     quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose
              else logging.WARNING}
+    address = address or _recorded_head()
     if address:
         _join(_resolve(address), quiet)
     else:
         _start_local(quiet)
+
+
+def _recorded_head() -> Optional[str]:
+    """The cluster that `ray start --head` on this machine recorded, if it is up: what a plain
+    ray.init() joins, so a driver or Prefect worker on the head node needs no RAY_ADDRESS."""
+    from ray._private.utils import read_ray_address
+
+    address = read_ray_address()
+    if not address:
+        return None
+    try:
+        _reachable(address, timeout_s=1.0)
+    except UserError:
+        return None
+    log.info("joining the Ray cluster started on this machine at %s", address)
+    return address
 
 
 def _reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -119,6 +136,7 @@ def _join(address: str, quiet: dict) -> None:
     _reachable(address)
     _authenticate(address)
     os.environ["RAY_ADDRESS"] = address  # the driver's own State API calls
+    os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # an earlier local Ray's, if any
     try:
         ray.init(address=address, runtime_env={"env_vars": {"RAY_ADDRESS": address}}, **quiet)
     except AuthenticationError:
@@ -142,6 +160,8 @@ def _start_local(quiet: dict) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     os.environ["RAY_API_SERVER_ADDRESS"] = url
-    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+    # address="local": a new instance even where `ray start` left an address behind.
+    ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+             dashboard_port=port,
              runtime_env={"env_vars": {"RAY_API_SERVER_ADDRESS": url}}, **quiet)
     log.info("started a local Ray for this run (dashboard %s)", url)

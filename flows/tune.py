@@ -1,6 +1,8 @@
 """Stage: tune a (dataset, family) with Ray Tune. Run: `imgclf tune --dataset mnist --model cnn`."""
 from __future__ import annotations
 
+import re
+
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
@@ -25,8 +27,10 @@ def trials_artifact(best_uri: str) -> None:
     table = [{"trial": r["trial_id"], "val/acc (best)": r["best_val_acc"], "epochs": r["epochs"],
               "stopped early": r["stopped_early"], **r["params"]}
              for r in sorted(rows, key=lambda r: -(r["best_val_acc"] or 0))]
-    create_table_artifact(key=f"tune-{best['name']}".lower()[:100], table=table,
-                          description=f"Ray Tune trials of {best['name']}")
+    # Artifact keys allow lowercase letters, digits and dashes only.
+    key = re.sub(r"[^a-z0-9-]+", "-", best["name"].lower())
+    key = (key if key.startswith("tune-") else f"tune-{key}")[:100]
+    create_table_artifact(key=key, table=table, description=f"Ray Tune trials of {best['name']}")
 
 
 @flow(name="tune")

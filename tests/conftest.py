@@ -2,12 +2,34 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def _ray_env_restored():
+    """cluster.connect sets RAY_ADDRESS / RAY_API_SERVER_ADDRESS / RAY_AUTH_MODE for the Ray it
+    joins; a later test's Ray (started by this process, inheriting its environment) must not
+    be pointed at an earlier one."""
+    keys = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE")
+    old = {k: os.environ.get(k) for k in keys}
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def shared_dataset(name: str) -> Path:
@@ -77,3 +99,70 @@ def prefect_harness():
 
     with prefect_test_harness():
         yield
+
+
+BIN = Path(sys.executable).parent
+
+
+def stop_process_tree(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """End a process this test started and everything under it (only those, by their ids)."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    proc.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=timeout)
+    for p in alive:
+        p.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+def start_ray_head(tmp: Path, token: bool = True, auth_mode: str | None = None,
+                   cpus: int = 2) -> tuple[str, dict, subprocess.Popen]:
+    """`ray start --head --block` as a user runs it, in a HOME of its own that holds
+    ~/.ray/auth_token (as on any machine that has run Ray) unless `token` is False; its own
+    temp dir, so that no other test's plain ray.init() joins it. Returns (address, the client
+    environment with that HOME and RAY_ADDRESS, the process)."""
+    home = tmp / "home"
+    (home / ".ray").mkdir(parents=True, exist_ok=True)
+    if token:
+        (home / ".ray" / "auth_token").write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+    port, dash = _free_port(), _free_port()
+    env = {**os.environ, "HOME": str(home)}
+    for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_API_SERVER_ADDRESS", "IMGCLF_CHILD"):
+        env.pop(k, None)
+    head_env = {**env, **({"RAY_AUTH_MODE": auth_mode} if auth_mode else {})}
+    # A short temp dir: Ray's socket paths under pytest's tmp_path exceed AF_UNIX's 107 bytes.
+    ray_tmp = tempfile.mkdtemp(prefix="rayh-", dir="/tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    log = open(tmp / "ray-head.log", "w")
+    proc = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--port", str(port),
+                             "--num-cpus", str(cpus), "--dashboard-port", str(dash),
+                             "--temp-dir", ray_tmp], env=head_env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc.ray_tmp = ray_tmp  # type: ignore[attr-defined]  (removed by stop_ray_head)
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if "will now block forever" in (tmp / "ray-head.log").read_text():
+            return address, {**env, "RAY_ADDRESS": address}, proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    stop_ray_head(proc)
+    pytest.fail(f"ray start --head failed: {(tmp / 'ray-head.log').read_text()[-2000:]}")
+
+
+def stop_ray_head(proc: subprocess.Popen) -> None:
+    stop_process_tree(proc, timeout=10)  # some of its workers outwait a SIGTERM: then killed
+    shutil.rmtree(proc.ray_tmp, ignore_errors=True)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A token-auth head from `ray start --head` (see start_ray_head), stopped afterwards."""
+    address, env, proc = start_ray_head(tmp_path)
+    yield address, env
+    stop_ray_head(proc)

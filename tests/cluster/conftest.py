@@ -19,5 +19,7 @@ def mnist_store(tmp_path_factory):
 @pytest.fixture
 def local_ray(mnist_store):
     if not ray.is_initialized():
-        ray.init(num_cpus=2, log_to_driver=False)
+        from cluster.connect import connect
+
+        connect(None)  # as the CLI does: a private local Ray that its workers know
     yield mnist_store

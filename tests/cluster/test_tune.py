@@ -10,12 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import ray
 from pydantic import ValidationError
 from ray import tune
 
 from cluster.launcher import storage
+from cluster.connect import connect
 from cluster.tuner import run_tune
 from flows.config import TuneConfig
 from flows.errors import UserError
@@ -62,11 +64,16 @@ def test_interrupted_tune_resumes_without_rerunning_finished_trials(local_ray, t
     deadline = time.time() + 300
     while time.time() < deadline and len(list(trials_dir.glob("*.json"))) < 2:
         time.sleep(1)
+    tree = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray die mid-search
     proc.wait()
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"],
-                   capture_output=True, timeout=60)  # any raylet that outlived its driver
-    ray.init(num_cpus=2, log_to_driver=False)
+    for p in tree:  # any Ray process of that driver's that left its group (never `ray stop`:
+        try:        # it would end every Ray on the machine)
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(tree, timeout=30)
+    connect(None)
     finished_before = {p.name.split("-")[0] for p in trials_dir.glob("*.json")}
     assert 2 <= len(finished_before) < 4
     out = run_tune(cfg)
