@@ -53,7 +53,7 @@ def study_stage(cfg: StudyConfig) -> str:
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
 def publish_stage(run: str, rid: str, records: list[dict], comparison: dict,
                   study_pngs: dict[str, str], failed: dict[str, str],
-                  data_keys: dict[str, str]) -> dict:
+                  data_keys: Optional[dict[str, str]] = None) -> dict:
     """Every branch's files, the comparison, then the manifest (last). A retry rewrites the
     same files; a publish that never finishes leaves no manifest, so nothing is listed."""
     files: Files = {}
@@ -63,7 +63,7 @@ def publish_stage(run: str, rid: str, records: list[dict], comparison: dict,
     pngs = {n: read_bytes(u) for n, u in study_pngs.items()}
     more, md_text = write_comparison(run, comparison, pngs)
     files.update(more)
-    write_manifest(run, rid, files, {"failed_datasets": failed, "data_keys": data_keys})
+    write_manifest(run, rid, files, {"failed_datasets": failed, "data_keys": data_keys or {}})
     return {"files": len(files), "markdown": md_text}
 
 

@@ -107,7 +107,11 @@ def test_node_loss_mid_run_resumes_on_a_replacement_node(three_nodes, s3_bucket,
     assert 0 < starts[1] <= lost  # resumed from a checkpoint, not from scratch
     wasted = lost - starts[1]
     print(f"node lost at step {lost}, resumed at {starts[1]}: {wasted} steps wasted")
-    assert wasted <= steps_per_epoch  # at most one checkpoint interval (one per epoch)
+    # At most two checkpoint intervals (one per epoch): the controller takes a report in only
+    # after its upload to S3, so a node lost just after epoch 2's report resumes from epoch
+    # 1's (seen on a quiet machine: lost at step 41, resumed at 17, before and after the
+    # changes of issue 12 alike). A restart from scratch would waste every step.
+    assert wasted < 2 * steps_per_epoch
     assert out.info["workers"] == 2 and out.info["metrics"]["ddp/world_size"] == 2.0
     _wait_until(lambda: ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"],
                 60, "every CPU back (no leaked placement groups)")
