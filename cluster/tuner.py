@@ -152,7 +152,9 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
             trainable,
             param_space=full_space,
             tune_config=tune.TuneConfig(
-                num_samples=cfg.tune.num_samples, max_concurrent_trials=cfg.tune.max_concurrent,
+                # The limit lives on the generator: Tune ignores max_concurrent_trials (with a
+                # warning) when given a generator instance.
+                num_samples=cfg.tune.num_samples,
                 search_alg=BasicVariantGenerator(random_state=cfg.base.seed,
                                                  max_concurrent=cfg.tune.max_concurrent),
                 time_budget_s=cfg.tune.time_budget_s,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -56,4 +57,6 @@ def step(logger: logging.Logger, message: str, *args: object) -> None:
         from rich.console import Console
 
         _console = Console(stderr=True, highlight=False)
-    _console.log(message % args if args else message, markup=False)
+    stamp = time.strftime("%H:%M:%S")
+    _console.print(f"[{stamp}] {message % args if args else message}", markup=False,
+                   soft_wrap=True)
