@@ -31,8 +31,10 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
             add_model_options(parser, ann, prefix, default)
             continue
         flag = "--" + (prefix + name).replace("_", "-")
-        kw: dict[str, Any] = {"dest": prefix + name, "default": None,
-                              "help": f"{field.description or ''} (default: {_show(default)})"}
+        text = field.description or ""
+        if "default" not in text:  # a description that says its default says it better
+            text += f" (default: {_show(default)})"
+        kw: dict[str, Any] = {"dest": prefix + name, "default": None, "help": text}
         if ann is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(ann) is Literal:

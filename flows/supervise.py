@@ -39,6 +39,13 @@ def _group(pgid: int) -> list[psutil.Process]:
     return out
 
 
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def stop_tree(pid: int) -> None:
     """Ask the child to stop, then kill what is left of it and everything it started."""
     try:
@@ -51,7 +58,7 @@ def stop_tree(pid: int) -> None:
     except psutil.NoSuchProcess:
         pass
     deadline = time.monotonic() + ASK_S
-    while time.monotonic() < deadline and root.is_running() and root.status() != "zombie":
+    while time.monotonic() < deadline and _alive(root):
         seen.update({p.pid: p for p in _tree(root)})
         time.sleep(0.1)
     seen.update({p.pid: p for p in _group(pid)})

@@ -53,15 +53,15 @@ def test_two_tunings_side_by_side_both_finish(tiny_dataset, tmp_path):
         assert json.loads(result[-1])["trials"] == 3, out[-3000:]
 
 
+def _cmd(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:  # gone, or a zombie
+        return ""
+
+
 def _ray_descendants(proc: psutil.Process) -> list[psutil.Process]:
-    out = []
-    for p in proc.children(recursive=True):
-        try:
-            if "ray" in " ".join(p.cmdline()).lower():
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
+    return [p for p in proc.children(recursive=True) if "ray" in _cmd(p).lower()]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -77,8 +77,7 @@ def test_a_signal_stops_a_training_and_every_ray_process_in_seconds(tiny_dataset
     while time.time() < deadline:  # wait for a training worker: the run is well under way
         ray_procs = _ray_descendants(guard)
         seen.update({p.pid: p for p in ray_procs})
-        if any("RayTrainWorker" in " ".join(p.cmdline()) for p in ray_procs
-               if p.is_running()):
+        if any("RayTrainWorker" in _cmd(p) for p in ray_procs):
             break
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         time.sleep(0.5)
@@ -98,4 +97,4 @@ def test_a_signal_stops_a_training_and_every_ray_process_in_seconds(tiny_dataset
     assert proc.returncode == 128 + sig
     assert "Traceback" not in err
     _, alive = psutil.wait_procs(list(seen.values()), timeout=2)
-    assert not alive, [" ".join(p.cmdline())[:120] for p in alive]
+    assert not alive, [_cmd(p)[:120] for p in alive]
