@@ -54,3 +54,26 @@ def test_prepare_prints_the_uri(tmp_path):
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["uri"].startswith(str(tmp_path / "s")) and res["counts"]["test"] == 50
+
+
+def test_the_form_and_the_help_show_the_defaults_that_run():
+    """The Prefect form (the flow's parameter schema) and `imgclf pipeline --help` show the
+    default profile's values, not the nested classes' own (8 samples, 2 epochs), and every
+    top-level parameter has a description."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.pipeline import pipeline
+    from flows.profiles import build
+
+    schema = parameter_schema(pipeline).model_dump()
+    assert all(p.get("description") for p in schema["properties"].values())
+    props = schema["definitions"]["PipelineConfig"]["properties"]
+    runs = build("default")
+    assert props["tune"]["default"]["num_samples"] == runs.tune.num_samples == 2
+    assert props["tune"]["default"]["max_epochs"] == runs.tune.max_epochs == 1
+    assert [d["dataset"] for d in props["datasets"]["default"]] == ["mnist", "fashion-mnist"]
+    out = _run("pipeline", "--help")
+    text = " ".join(out.stdout.split())
+    assert "PydanticUndefined" not in text
+    assert "trials to sample (default: 2)" in text
+    assert "(default: mnist,fashion-mnist)" in text
