@@ -91,7 +91,10 @@ def down(state: Path = DEFAULT_STATE, timeout: float = 60) -> list[int]:
     keeper.send_signal(signal.SIGTERM)
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     for p in alive:  # anything that ignored the shutdown
-        p.kill()
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:  # went between the wait and the kill
+            pass
     psutil.wait_procs(alive, timeout=10)
     state.unlink(missing_ok=True)
     return [p.pid for p in procs]

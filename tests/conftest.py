@@ -115,7 +115,10 @@ def stop_process_tree(proc: subprocess.Popen, timeout: float = 30) -> None:
     proc.send_signal(signal.SIGTERM)
     _, alive = psutil.wait_procs(tree, timeout=timeout)
     for p in alive:
-        p.kill()
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:  # went between the wait and the kill
+            pass
     psutil.wait_procs(alive, timeout=10)
 
 
