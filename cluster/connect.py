@@ -113,6 +113,14 @@ def _gcs_accepts(address: str) -> bool:
     return True
 
 
+def _token_mode() -> None:
+    """RAY_AUTH_MODE=token for this process and what it starts, Ray's cached config refreshed
+    (as Ray itself does it; setting the variable alone leaves the driver in 'disabled')."""
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()
+
+
 def _authenticate(address: str) -> None:
     """Ray 2.60 turns token auth on for a head started where ~/.ray/auth_token exists, but a
     client given an explicit address does not, and fails with InvalidAuthToken. A head without
@@ -122,9 +130,7 @@ def _authenticate(address: str) -> None:
         if not token_available():
             raise UserError(f"the Ray cluster at {address} requires token authentication: "
                             f"{TOKEN_HELP}")
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-
-        _enable_token_auth()  # sets RAY_AUTH_MODE=token and refreshes Ray's cached config
+        _token_mode()
     if not _gcs_accepts(address):
         raise UserError(f"the Ray cluster at {address} refused this machine's credentials "
                         f"(RAY_AUTH_MODE={os.environ.get(AUTH_MODE)}); {TOKEN_HELP}")
@@ -153,10 +159,8 @@ def _start_local(quiet: dict) -> None:
     """A Ray of this run's own, its dashboard on a free port that every process is told of."""
     if os.environ.get(AUTH_MODE) is None:
         # Token auth, Ray's own default for a new local cluster, chosen here so that Ray does
-        # not warn about it on every run (its config is refreshed with the variable).
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-
-        _enable_token_auth()
+        # not warn about it on every run.
+        _token_mode()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     os.environ["RAY_API_SERVER_ADDRESS"] = url

@@ -226,30 +226,31 @@ def retrain_decision(cfg: PipelineConfig, rid: str, run: str, keys: dict[str, st
     """Say (log line + markdown artifact) whether this run has work to do. The run id hashes
     the config and every dataset's content key, so a published run with the same id means the
     sources did not change since: nothing to train. Returns "unchanged" or "changed"."""
-    log = get_run_logger()
     if read_json(join(run, MANIFEST)) is not None:
+        status = "unchanged"
         msg = (f"Nothing changed: every source gives the same data ({_keys_text(keys)}) and the "
                f"config is the same, so run {rid} stands as published at {run}; no training.")
-        step(log, msg)
-        create_markdown_artifact(key="retrain-decision", markdown=f"# Retraining\n\n{msg}",
-                                 description="scheduled retraining: nothing changed")
-        return "unchanged"
-    latest = read_json(join(cfg.store, "runs", "latest.json"))
-    before = (read_json(join(latest["uri"], MANIFEST)) or {}).get("data_keys", {}) \
-        if latest else {}
-    changed = sorted(n for n in keys if before.get(n) != keys[n])
-    if latest is None:
-        msg = f"No earlier run in {cfg.store}: training run {rid}."
-    elif changed:
-        msg = (f"Data changed since run {latest['run_id']}: "
-               + ", ".join(f"{n} {before.get(n) or '(new)'} → {keys[n]}" for n in changed)
-               + f"; retraining as run {rid}, then the champion gate decides.")
     else:
-        msg = f"Same data as run {latest['run_id']} but a different config: training run {rid}."
-    step(log, msg)
+        status, msg = "changed", _why_train(cfg, rid, keys)
+    step(get_run_logger(), msg)
     create_markdown_artifact(key="retrain-decision", markdown=f"# Retraining\n\n{msg}",
-                             description="why this run trains")
-    return "changed"
+                             description=f"retraining: {status}")
+    return status
+
+
+def _why_train(cfg: PipelineConfig, rid: str, keys: dict[str, str]) -> str:
+    """What differs from the latest published run: the datasets whose keys changed, or else
+    the config."""
+    latest = read_json(join(cfg.store, "runs", "latest.json"))
+    if latest is None:
+        return f"No earlier run in {cfg.store}: training run {rid}."
+    before = (read_json(join(latest["uri"], MANIFEST)) or {}).get("data_keys", {})
+    changed = sorted(n for n in keys if before.get(n) != keys[n])
+    if not changed:
+        return f"Same data as run {latest['run_id']} but a different config: training run {rid}."
+    return (f"Data changed since run {latest['run_id']}: "
+            + ", ".join(f"{n} {before.get(n) or '(new)'} → {keys[n]}" for n in changed)
+            + f"; retraining as run {rid}, then the champion gate decides.")
 
 
 def _keys_text(keys: dict[str, str]) -> str:

@@ -41,7 +41,6 @@ class Bar:
             self._next_log = (int(10 * self.done / self.total) + 1) / 10
 
 
-
 QUIET_ENV = "IMGCLF_QUIET_CONSOLE"  # set by the CLI when its console shows warnings only
 _console = None
 
