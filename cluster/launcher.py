@@ -18,7 +18,8 @@ from cluster.connect import connect
 from cluster.train_worker import CHECKPOINT_FILE, train_loop_per_worker
 from flows.config import TrainConfig
 from flows.errors import UserError
-from flows.store import filesystem, is_local, join, normalize, read_json, write_json
+from flows.store import (check_store, filesystem, is_local, join, normalize, read_json,
+                         write_json)
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO, load_checkpoint, net_state_from_checkpoint, write_bundle
 from lightning_modules.history import history_from_checkpoint
@@ -125,6 +126,7 @@ def explain_failure(err: BaseException, sc: ScalingConfig, timeout_s: float) -> 
 
 def check_data(cfg: TrainConfig) -> tuple[str, dict]:
     """The dataset's URI and manifest, and the checks that need no Ray (batch vs. data size)."""
+    check_store(cfg.store)
     data_uri = dataset_uri(cfg.store, cfg.dataset)
     try:
         manifest = load_manifest(data_uri)

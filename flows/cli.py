@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from flows.cli_options import add_model_options, model_from_args, one_line
 from flows.config import (EvalConfig, PipelineConfig, PrepConfig, StudyConfig, TrainConfig,
                           TuneConfig)
-from flows.errors import UserError
+from flows.errors import describe, first_line
 from flows.progress import QUIET_ENV
 
 
@@ -120,7 +120,7 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from flows.serve import serve
 
-    serve(args.store, args.host, args.port)
+    serve(args.store, args.host, args.port, args.header_timeout_s, args.queue)
     return 0
 
 
@@ -130,6 +130,11 @@ def _serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=DEFAULT_STORE, help="store with published runs")
     p.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--header-timeout-s", type=float, default=5.0,
+                   help="a client that has not sent its request headers by then is dropped "
+                   "(default: 5)")
+    p.add_argument("--queue", type=int, default=256,
+                   help="requests handled at once; more wait in the listen backlog (default: 256)")
 
 
 COMMANDS = {
@@ -196,26 +201,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     log_path = setup_logging(args.command, args.verbose)
-    log = logging.getLogger("flows.cli")
     try:
         return COMMANDS[args.command][1](args)
-    except ValidationError as e:
-        print(f"imgclf {args.command}: error: {one_line(e)}", file=sys.stderr)
-    except UserError as e:
-        log.info("user error", exc_info=True)
-        print(f"imgclf {args.command}: error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"imgclf {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # anything else: one line here, the traceback in the log file
-        log.info("%s failed", args.command, exc_info=True)  # the log file only, unless -v
-        if args.verbose:
-            raise
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"imgclf {args.command}: error: {type(e).__name__}: {first} (traceback in "
-              f"{log_path}; -v shows it here)", file=sys.stderr)
-        return 1
-    return 2
+    except Exception as e:
+        return report(args.command, e, args.verbose, log_path)
+
+
+def report(command: str, e: Exception, verbose: bool, log_path: Path) -> int:
+    """The CLI's one error boundary. Known failures (bad input, the store, the network, Ray
+    start-up): one line, exit 2. Anything else is a bug: one line naming the log file, exit 1.
+    The log file always keeps the traceback; -v also prints it here."""
+    logging.getLogger("flows.cli").info("%s failed", command, exc_info=e)
+    if verbose:
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    known = one_line(e) if isinstance(e, ValidationError) else describe(e)
+    if known is not None:
+        print(f"imgclf {command}: error: {known}", file=sys.stderr)
+        return 2
+    print(f"imgclf {command}: error: {type(e).__name__}: {first_line(e)} (traceback in "
+          f"{log_path}; -v shows it here)", file=sys.stderr)
+    return 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,16 +3,29 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, field_validator,
+                      model_validator)
 
+from flows.store import url_problem
 from lightning_modules.config import Activation, Family, ModelConfig, OptimConfig
 
 DatasetKind = Literal["mnist", "fashion-mnist", "cifar10", "imagefolder"]
 # $IMGCLF_STORE sets the default store on a machine (e.g. s3:// on every cluster node).
 DEFAULT_STORE = os.environ.get("IMGCLF_STORE", "./artifacts")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _store_form(v: str) -> str:
+    """A store URL's form is checked with the options (no network); stages check the rest."""
+    problem = url_problem(v)
+    if problem:
+        raise ValueError(f"store {v!r}: {problem}")
+    return v
+
+
+StoreUrl = Annotated[str, AfterValidator(_store_form)]
 
 
 class PrepConfig(BaseModel):
@@ -25,7 +38,7 @@ class PrepConfig(BaseModel):
         None, description="local path or fsspec URL; default: the canonical download")
     name: Optional[str] = Field(
         None, description="name used in the store and reports (default: kind or folder name)")
-    store: str = Field(DEFAULT_STORE, description="where prepared data goes (path or s3://)")
+    store: StoreUrl = Field(DEFAULT_STORE, description="where prepared data goes (path or s3://)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of train held out")
     test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="test share for an image folder with no test/ tree")
@@ -90,7 +103,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field("mnist", description="a prepared dataset's name in the store")
-    store: str = Field(DEFAULT_STORE, description="store holding data, checkpoints and models")
+    store: StoreUrl = Field(DEFAULT_STORE, description="store holding data, checkpoints and models")
     # Plain defaults, not factories: the JSON schema (the Prefect form) then shows them.
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
@@ -116,7 +129,7 @@ class EvalConfig(BaseModel):
     dataset: str = Field("mnist", description="a prepared dataset's name in the store")
     family: Literal["bp", "dnn", "cnn", "dcnn"] = Field(
         "cnn", description="model family", json_schema_extra={"cli_aliases": ["--model"]})
-    store: str = Field(DEFAULT_STORE, description="store holding the model bundles")
+    store: StoreUrl = Field(DEFAULT_STORE, description="store holding the model bundles")
     run_name: Optional[str] = Field(None, description="a training run (default: the latest)")
 
 
@@ -234,7 +247,7 @@ class PipelineConfig(BaseModel):
         [DatasetSpec(dataset="mnist"), DatasetSpec(dataset="fashion-mnist")], min_length=1, description="datasets: kind, kind=source or name:kind=source")
     families: list[Family] = Field(["bp", "dnn", "cnn", "dcnn"], min_length=1,
                                    description="model families")
-    store: str = Field(DEFAULT_STORE, description="store for data, models and runs (path or s3://)")
+    store: StoreUrl = Field(DEFAULT_STORE, description="store for data, models and runs (path or s3://)")
     epochs: int = Field(1, gt=0, le=1000, description="epochs of each final training")
     seeds: int = Field(1, gt=0, le=20, description="final models per (dataset, family), "
                        "one per seed; >1 gives mean ± std")

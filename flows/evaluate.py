@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.config import EvalConfig
 from flows.errors import UserError
 from flows.plots import confusion_png
-from flows.store import join, normalize, read_json, write_bytes, write_json, write_npy
+from flows.store import check_store, join, normalize, read_json, write_bytes, write_json, write_npy
 from lightning_modules import metrics as M
 from lightning_modules.bundle import BundleError, load_bundle
 from lightning_modules.datamodule import PreparedData
@@ -21,7 +21,7 @@ PREDICTIONS = "test_predictions.npy"
 
 def bundle_uri(cfg: EvalConfig) -> str:
     """The bundle of cfg's run, or the latest one for (dataset, family)."""
-    base = join(normalize(cfg.store), "models", cfg.dataset, cfg.family)
+    base = join(check_store(cfg.store), "models", cfg.dataset, cfg.family)
     if cfg.run_name:
         return join(base, cfg.run_name)
     latest = read_json(join(base, "latest.json"))

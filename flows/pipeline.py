@@ -23,7 +23,7 @@ from flows.progress import step
 from flows.profiles import resolve_sources
 from flows.publish import (MANIFEST, Files, publish_branch, run_uri, update_champion,
                            write_manifest)
-from flows.store import join, read_bytes, read_json, write_json
+from flows.store import check_store, join, read_bytes, read_json, write_json
 from flows.train import train_task
 from flows.tune import trials_artifact
 from lightning_modules import metrics as M
@@ -78,7 +78,6 @@ def champions_stage(cfg: PipelineConfig, run: str, rid: str, comparison: dict) -
                          "test_acc": c["test_acc"], "dataset": ds, "family": fam}
                 moves[f"{ds}/{fam}"] = update_champion(cfg.store, ds, fam, entry,
                                                        cfg.champion_margin)
-    write_json(join(cfg.store, "runs", "latest.json"), {"run_id": rid, "uri": run})
     return moves
 
 
@@ -181,6 +180,7 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     cfg = resolve_sources(cfg) if cfg is not None else build_profile(profile)
     if store:
         cfg = cfg.model_copy(update={"store": store})
+    check_store(cfg.store)
     data, failed = prepare_all(cfg)
     keys = {n: (read_json(join(u, "manifest.json")) or {}).get("key", "") for n, u in data.items()}
     rid = run_id(cfg, keys)

@@ -10,7 +10,8 @@ from typing import Any
 from flows.errors import DataError
 from flows.plots import curves_png
 from flows.repro import capsule
-from flows.store import filesystem, join, normalize, read_json, write_bytes, write_json
+from flows.store import (filesystem, join, normalize, read_json, remove_quietly, write_bytes,
+                         write_json)
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO, WEIGHTS
 
@@ -62,10 +63,17 @@ def publish_branch(run: str, rec: dict) -> Files:
 
 
 def write_manifest(run: str, run_id: str, files: Files, extra: dict | None = None) -> dict:
-    """The run's manifest, written last: every published file with its size and SHA-256."""
+    """The run's manifest, written last: every published file with its size and SHA-256; then
+    `runs/latest.json` in the same step: if the pointer cannot be written the manifest comes out
+    again, so a run is visible and trusted, or neither."""
     manifest = {"run_id": run_id, "published_at": time.time(), "files": dict(sorted(files.items())),
                 **(extra or {})}
     write_json(join(run, MANIFEST), manifest)
+    try:
+        write_json(join(run.rsplit("/", 1)[0], "latest.json"), {"run_id": run_id, "uri": run})
+    except BaseException:
+        remove_quietly(join(run, MANIFEST))
+        raise
     return manifest
 
 

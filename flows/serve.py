@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 import threading
 import time
 import warnings
@@ -21,12 +22,15 @@ from PIL import Image, UnidentifiedImageError
 
 from flows.errors import UserError
 from flows.serve_models import Registry, UnknownModel
-from flows.store import filesystem, join, read_json
+from flows.store import check_store, filesystem, join, read_json
 from lightning_modules.activations import layer_outputs
 from lightning_modules.bundle import BundleError
 from lightning_modules.preprocess import to_model_input
 
 MAX_BYTES = 2 * 1024 * 1024  # an upload over this is refused before it is read in full
+HEADER_TIMEOUT_S = 5.0       # a client must send its request headers within this (server)
+BODY_TIMEOUT_S = 10.0        # ... and its body within this (app): slow clients are dropped
+QUEUE = 256                  # requests in progress at once; more wait in the listen backlog
 MAX_PIXELS = 4096 * 4096     # decompression bombs: refused from the header, before decoding
 PAGE = (Path(__file__).parent / "serve_page.html").read_text()
 RUNS_PAGE = (Path(__file__).parent / "serve_runs.html").read_text()
@@ -134,6 +138,10 @@ def create_app(store: str, max_concurrent: int = 4) -> FastAPI:
     async def _bundle_error(_: Request, e: BundleError) -> JSONResponse:
         return JSONResponse({"detail": f"model unavailable: {e}"}, status_code=503)
 
+    @app.exception_handler(FileNotFoundError)
+    async def _missing(_: Request, e: FileNotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": "not found in the store"}, status_code=404)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception) -> JSONResponse:
         return JSONResponse({"detail": "internal error"}, status_code=500)  # no trace leaks
@@ -189,7 +197,11 @@ def create_app(store: str, max_concurrent: int = 4) -> FastAPI:
     async def predict(request: Request, model: str = Query(..., description="dataset/family "
                                                            "(its champion) or dataset/family@run"),
                       centre: Optional[bool] = None) -> dict:
-        body = await read_limited(request)
+        try:
+            body = await asyncio.wait_for(read_limited(request), BODY_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise HTTPException(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s") \
+                from None
         raw = image_from_request(request.headers.get("content-type", ""), body)
         img = decode_image(raw)
         pred, meta = await asyncio.to_thread(registry.get, model)
@@ -221,14 +233,31 @@ def classify(pred: Any, meta: dict, img: Image.Image, centre: Optional[bool]) ->
             "ms": round((time.perf_counter() - t) * 1000, 2)}
 
 
-def server(store: str, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
-    """A uvicorn server for the app; limit_concurrency: connections beyond it get 503 at once
-    instead of queueing in memory."""
-    import uvicorn
-
-    return uvicorn.Server(uvicorn.Config(create_app(store), host=host, port=port,
-                                         limit_concurrency=64, log_level=log_level))
+STORE_ENV = "IMGCLF_SERVE_STORE"
 
 
-def serve(store: str, host: str = "127.0.0.1", port: int = 8000) -> None:
-    server(store, host, port).run()
+def app_from_env() -> FastAPI:
+    """The app for the server's worker processes (they get the store through the environment)."""
+    return create_app(os.environ[STORE_ENV])
+
+
+def serve(store: str, host: str = "127.0.0.1", port: int = 8000,
+          header_timeout_s: float = HEADER_TIMEOUT_S, queue: int = QUEUE) -> None:
+    """Serve the app with Granian (Rust, hyper): it answers 414 for an over-long URL and 431 for
+    over-large headers before the app sees them, drops a client that has not sent its headers
+    within `header_timeout_s` (idle and slow clients cannot hold the server), and takes at most
+    `queue` requests at once; more wait in the listen backlog instead of getting 503.
+    uvicorn has no header read timeout, so half-sent requests held its slots for minutes."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
+    from granian.http import HTTP1Settings
+    from granian.server import Server
+
+    os.environ[STORE_ENV] = check_store(store, write=False)
+    print(f"serving the page on http://{host}:{port}/ (models from {os.environ[STORE_ENV]}); "
+          "Ctrl-C stops", flush=True)
+    Server("flows.serve:app_from_env", factory=True, address=host, port=port,
+           interface=Interfaces.ASGI, http=HTTPModes.http1, workers=1, backlog=2048,
+           backpressure=queue, log_level=LogLevels.warning,
+           http1_settings=HTTP1Settings(header_read_timeout=int(header_timeout_s * 1000)),
+           ).serve()

@@ -4,14 +4,26 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
-from typing import Any, BinaryIO
+import re
+import time
+import uuid
+from typing import Any, BinaryIO, Callable, Optional, TypeVar
 
 import fsspec
 import numpy as np
 from fsspec.core import url_to_fs
 
-from flows.errors import DataError
+from flows.errors import DataError, StoreError, first_line, is_transient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+SCHEMES = ("file", "s3")  # besides plain local paths
+# S3's rules: 3-63 characters, lower-case letters, digits, '.', '-', alphanumeric at both ends.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Tries of one store call that fails with a network or service error (backoff 1 s, 2 s, 4 s...).
+RETRIES = int(os.environ.get("IMGCLF_STORE_RETRIES", "3"))
 
 
 def normalize(url: str) -> str:
@@ -20,7 +32,107 @@ def normalize(url: str) -> str:
         return os.path.abspath(os.path.expanduser(url))
     if url.startswith("file://"):
         return os.path.abspath(os.path.expanduser(url[len("file://"):]))
-    return url.rstrip("/")
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.rstrip('/')}"  # never strip into the scheme ("s3://" stays a URL)
+
+
+def url_problem(url: str) -> Optional[str]:
+    """What is wrong with a store URL's form (no network), or None. Used by the configs' checks
+    so a bad --store fails before any work, in the CLI and in the Prefect form alike."""
+    if not url.strip():
+        return "empty"
+    if "://" not in url:
+        return None
+    scheme, rest = url.split("://", 1)
+    if scheme not in SCHEMES:
+        return (f"unknown scheme {scheme + '://'!r}; use a local path, file://PATH or "
+                "s3://BUCKET/PREFIX")
+    if scheme == "s3":
+        bucket = rest.split("/", 1)[0]
+        if not bucket:
+            return "no bucket named; use s3://BUCKET/PREFIX"
+        if not _BUCKET.match(bucket) or ".." in bucket:
+            return (f"bucket name {bucket!r} is not valid (3-63 lower-case letters, digits, "
+                    "'.' and '-')")
+    return None
+
+
+def endpoint(url: str) -> str:
+    """Where a URL's bytes live, for error messages: the S3 endpoint or 'local disk'."""
+    if is_local(url):
+        return "local disk"
+    if normalize(url).startswith("s3://"):
+        return (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+                or "s3.amazonaws.com")
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def retrying(url: str, what: str, call: Callable[[], T]) -> T:
+    """call(), tried again with backoff on network and service errors; when it gives up, one
+    StoreError naming the URL and the endpoint. Bad input is never retried."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return call()
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            if attempt == RETRIES:
+                raise StoreError(f"{what} {url}: {endpoint(url)} did not answer after "
+                                 f"{RETRIES} tries ({first_line(e, 160)})") from e
+            delay = 2 ** (attempt - 1)
+            log.warning("%s %s failed (%s); retrying in %d s", what, url, first_line(e, 160),
+                        delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+_checked: set[tuple[str, bool]] = set()
+
+
+def check_store(url: str, write: bool = True) -> str:
+    """Check a store before any work: its URL's form, its bucket (never created here), and,
+    for writing, a probe file written and removed. Returns the normalised URL."""
+    problem = url_problem(url)
+    if problem:
+        raise StoreError(f"store {url!r}: {problem}")
+    norm = normalize(url)
+    if (norm, write) in _checked:
+        return norm
+    if norm.startswith("s3://"):
+        _check_bucket(norm)
+    if write:
+        probe = join(norm, f".imgclf-probe-{uuid.uuid4().hex[:8]}")
+        try:
+            write_bytes(probe, b"")
+            remove(probe)
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(f"store {norm} is not writable: {first_line(e, 200)}") from e
+    _checked.add((norm, write))
+    return norm
+
+
+def _check_bucket(url: str) -> None:
+    fs, _ = filesystem(url)
+    bucket = url[len("s3://"):].split("/", 1)[0]
+    try:
+        retrying(url, "store", lambda: fs.call_s3("head_bucket", Bucket=bucket))
+    except FileNotFoundError:
+        raise StoreError(f"store {url}: bucket {bucket!r} does not exist at {endpoint(url)} "
+                         "(it is never created for you: create it first, e.g. "
+                         f"`aws s3 mb s3://{bucket}`)") from None
+    except PermissionError as e:
+        raise StoreError(f"store {url}: access to bucket {bucket!r} denied "
+                         f"({first_line(e, 160)}); check the credentials") from None
+    except StoreError:
+        raise
+    except Exception as e:
+        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            raise StoreError(f"store {url}: no usable credentials for {endpoint(url)}; set "
+                             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE") from None
+        raise
 
 
 def join(url: str, *parts: str) -> str:
@@ -57,18 +169,24 @@ class HashingWriter(io.RawIOBase):
 def write_npy(url: str, arr: np.ndarray) -> dict[str, Any]:
     """Write an array as .npy; returns its SHA-256 and size for the manifest."""
     fs, path = filesystem(url)
-    fs.makedirs(fs._parent(path), exist_ok=True)
-    with fs.open(path, "wb") as f:
-        w = HashingWriter(f)
-        np.lib.format.write_array(w, np.ascontiguousarray(arr), allow_pickle=False)
-    return {"sha256": w.sha.hexdigest(), "bytes": w.size}
+
+    def write() -> dict[str, Any]:
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        with fs.open(path, "wb") as f:
+            w = HashingWriter(f)
+            np.lib.format.write_array(w, np.ascontiguousarray(arr), allow_pickle=False)
+        return {"sha256": w.sha.hexdigest(), "bytes": w.size}
+    return retrying(url, "writing", write)
 
 
 def write_bytes(url: str, data: bytes) -> dict[str, Any]:
     fs, path = filesystem(url)
-    fs.makedirs(fs._parent(path), exist_ok=True)
-    with fs.open(path, "wb") as f:
-        f.write(data)
+
+    def write() -> None:
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        with fs.open(path, "wb") as f:
+            f.write(data)
+    retrying(url, "writing", write)
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
@@ -78,15 +196,14 @@ def write_json(url: str, obj: Any) -> dict[str, Any]:
 
 def read_bytes(url: str) -> bytes:
     fs, path = filesystem(url)
-    return fs.cat_file(path)
+    return retrying(url, "reading", lambda: fs.cat_file(path))
 
 
 def read_json(url: str) -> Any | None:
     """Parsed JSON at url, or None when there is no such file."""
     fs, path = filesystem(url)
     try:
-        with fs.open(path, "rb") as f:
-            return json.loads(f.read())
+        return json.loads(retrying(url, "reading", lambda: fs.cat_file(path)))
     except FileNotFoundError:
         return None
     except json.JSONDecodeError as e:
@@ -97,7 +214,7 @@ def read_npy(url: str, sha256: str | None = None) -> np.ndarray:
     """Load a .npy (never pickles); when sha256 is given, refuse a file that does not match."""
     fs, path = filesystem(url)
     try:
-        data = fs.cat_file(path)
+        data = retrying(url, "reading", lambda: fs.cat_file(path))
     except FileNotFoundError:
         raise DataError(f"{url}: missing") from None
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
@@ -110,18 +227,35 @@ def read_npy(url: str, sha256: str | None = None) -> np.ndarray:
 
 def remove(url: str) -> None:
     fs, path = filesystem(url)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+
+    def rm() -> None:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    retrying(url, "removing", rm)
 
 
-def move_tree(src: str, dst: str) -> None:
-    """Move a prefix: one rename locally; file-by-file copies then a delete on object stores."""
+def remove_quietly(url: str) -> bool:
+    """Best-effort clean-up on a path that is already failing: never hides the first error."""
+    try:
+        remove(url)
+        return True
+    except Exception as e:
+        log.warning("could not remove %s (%s); the next run of the same inputs removes it",
+                    url, first_line(e, 160))
+        return False
+
+
+def move_tree(src: str, dst: str, last: Optional[str] = None) -> None:
+    """Move a prefix: one rename locally; file-by-file copies then a delete on object stores,
+    the file named `last` (the manifest that makes the tree trusted) copied after all others."""
     fs, src_path = filesystem(src)
     dst_path = filesystem(dst)[1]
     if is_local(src):
         os.makedirs(os.path.dirname(dst_path), exist_ok=True)
         os.replace(src_path, dst_path)
         return
-    files = fs.find(src_path)
-    fs.copy(files, [dst_path + f[len(src_path):] for f in files])
-    fs.rm(src_path, recursive=True)
+    files = retrying(src, "listing", lambda: fs.find(src_path))
+    files.sort(key=lambda f: f.rsplit("/", 1)[-1] == last)
+    for f in files:
+        retrying(f, "copying", lambda f=f: fs.copy(f, dst_path + f[len(src_path):]))
+    remove(src)

@@ -5,7 +5,9 @@ import hashlib
 import json
 import logging
 import os
-import uuid
+import re
+import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
@@ -17,8 +19,8 @@ from flows.errors import DataError
 from flows.prep import card, cifar, idx, imagefolder
 from flows.prep.sources import content_fingerprint, fetch_canonical, stat_fingerprint
 from flows.progress import Bar
-from flows.store import (filesystem, join, move_tree, normalize, read_json, remove,
-                         write_bytes, write_json, write_npy)
+from flows.store import (check_store, filesystem, join, move_tree, normalize, read_json,
+                         remove, remove_quietly, retrying, write_bytes, write_json, write_npy)
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -105,7 +107,7 @@ def _split_info(y: np.ndarray, n_classes: int) -> dict:
 
 def prepare(cfg: PrepConfig) -> PrepResult:
     """Prepare cfg's dataset in its store, or return the existing one for unchanged inputs."""
-    name, store = cfg.resolved_name(), normalize(cfg.store)
+    name, store = cfg.resolved_name(), check_store(cfg.store)
     source, fingerprint, tree = _source_and_fingerprint(cfg)
     key = dataset_key(fingerprint, cfg)
     uri = join(store, "datasets", name, key)
@@ -134,14 +136,50 @@ def prepare(cfg: PrepConfig) -> PrepResult:
         "counts_before_val": _split_info(raw["train_y"], n),
         "skipped": {"count": len(raw["skipped"]), "files": [list(s) for s in raw["skipped"]]},
     }
+    remove_stale_temporaries(uri)
     _publish(uri, arrays, manifest)
-    write_json(join(store, "datasets", name, "latest.json"), {"key": key, "uri": uri})
+    _make_visible(uri, join(store, "datasets", name, "latest.json"), {"key": key, "uri": uri})
     return PrepResult(uri, manifest, cache_hit=False)
 
 
+def _owner() -> str:
+    """Who writes a temporary prefix: host, process and start time (a later run can tell
+    whether the writer is gone)."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
+    return f"{host}~{os.getpid()}~{int(time.time())}"
+
+
+def _abandoned(owner: str, max_age_s: float = 24 * 3600) -> bool:
+    """A temporary prefix's writer is gone: a dead process on this host, or older than a day."""
+    try:
+        host, pid, started = owner.split("~")
+        if time.time() - int(started) > max_age_s:
+            return True
+        if host != _owner().split("~")[0]:
+            return False
+        os.kill(int(pid), 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+
+
+def remove_stale_temporaries(uri: str) -> list[str]:
+    """Remove `<uri>.tmp-*` prefixes that a failed or killed prepare of the same inputs left."""
+    fs, path = filesystem(uri)
+    found = retrying(uri, "listing", lambda: fs.glob(f"{path}.tmp-*"))
+    stale = [p for p in found if _abandoned(p.rsplit(".tmp-", 1)[1])]
+    for p in stale:
+        log.info("removing %s, left by a prepare that did not finish", p)
+        remove(uri + p[len(path):])
+    return stale
+
+
 def _publish(uri: str, arrays: dict[str, np.ndarray], manifest: dict) -> None:
-    """Write everything under a temporary prefix, move it into place, then the manifest last."""
-    tmp = f"{uri}.tmp-{uuid.uuid4().hex[:8]}"
+    """Write everything under a temporary prefix and move it into place, the manifest (which
+    makes it trusted) last. On failure the temporary prefix is removed at once."""
+    tmp = f"{uri}.tmp-{_owner()}"
     try:
         files = {f"{k}.npy": write_npy(join(tmp, f"{k}.npy"), v) for k, v in arrays.items()}
         files["samples.png"] = write_bytes(
@@ -149,9 +187,20 @@ def _publish(uri: str, arrays: dict[str, np.ndarray], manifest: dict) -> None:
             card.sample_grid(arrays["train_x"], arrays["train_y"], manifest["classes"]))
         manifest["files"] = files
         files["card.md"] = write_bytes(join(tmp, "card.md"), card.render_card(manifest).encode())
+        write_json(join(tmp, MANIFEST), manifest)
         remove(uri)  # leftovers of an interrupted run hold no manifest and are not trusted
-        move_tree(tmp, uri)
-    finally:
-        remove(tmp)
-    write_json(join(uri, MANIFEST), manifest)
+        move_tree(tmp, uri, last=MANIFEST)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
     log.info("prepared %s: %s", manifest["name"], uri)
+
+
+def _make_visible(uri: str, latest: str, pointer: dict) -> None:
+    """latest.json points at the new dataset; if it cannot be written, the manifest comes out
+    again, so the dataset is either visible and trusted, or neither."""
+    try:
+        write_json(latest, pointer)
+    except BaseException:
+        remove_quietly(join(uri, MANIFEST))
+        raise

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import fsspec
 
 from flows.errors import DataError
-from flows.store import filesystem, join, normalize
+from flows.store import filesystem, join, normalize, retrying
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,15 @@ def content_fingerprint(urls: list[str]) -> str:
     h = hashlib.sha256()
     for url in urls:
         fs, path = filesystem(url)
-        try:
+
+        def read(fs=fs, path=path, before=h) -> "hashlib._Hash":
+            part = before.copy()  # a retry starts again from the bytes before this file
             with fs.open(path, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
+                    part.update(chunk)
+            return part
+        try:  # a refused or dropped connection is retried and then named as such, not "missing"
+            h = retrying(url, "reading", read)
         except FileNotFoundError:
             raise DataError(f"{url}: file is missing") from None
         h.update(url.rsplit("/", 1)[-1].encode() + b"\0")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import time
 
 import numpy as np
@@ -46,25 +47,37 @@ def published(tmp_path_factory):
     return store, data, run
 
 
+def start_server(store: str, *options: str) -> tuple[subprocess.Popen, str]:
+    """`imgclf serve` as a user starts it, on a free loopback port; returns (process, URL)
+    once the page answers."""
+    import httpx
+
+    from tests.conftest import BIN, _free_port
+
+    port = _free_port()
+    proc = subprocess.Popen([str(BIN / "imgclf"), "serve", "--store", store, "--port", str(port),
+                             *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"imgclf serve exited {proc.returncode}: {proc.stdout.read()}")
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("imgclf serve did not answer within 60 s")
+
+
 @pytest.fixture(scope="module")
 def live(published):
-    """The app under a real uvicorn server on a loopback port, in a thread."""
-    import socket
-    import threading
+    """`imgclf serve` (Granian) over the published run, on a loopback port."""
+    from tests.conftest import stop_process_tree
 
-    from flows.serve import server
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = server(published[0], port=port, log_level="warning")
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    proc, url = start_server(published[0])
+    yield url
+    stop_process_tree(proc)
 
 
