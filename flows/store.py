@@ -81,8 +81,8 @@ def retrying(url: str, what: str, call: Callable[[], T]) -> T:
                 raise StoreError(f"{what} {url}: {endpoint(url)} did not answer after "
                                  f"{RETRIES} tries ({first_line(e, 160)})") from e
             delay = 2 ** (attempt - 1)
-            log.warning("%s %s failed (%s); retrying in %d s", what, url, first_line(e, 160),
-                        delay)
+            # The log file's line, not the console's: the console gets one line if it gives up.
+            log.info("%s %s failed (%s); retrying in %d s", what, url, first_line(e, 160), delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -102,16 +102,25 @@ def check_store(url: str, write: bool = True) -> str:
     if norm.startswith("s3://"):
         _check_bucket(norm)
     if write:
-        probe = join(norm, f".imgclf-probe-{uuid.uuid4().hex[:8]}")
-        try:
-            write_bytes(probe, b"")
-            remove(probe)
-        except StoreError:
-            raise
-        except Exception as e:
-            raise StoreError(f"store {norm} is not writable: {first_line(e, 200)}") from e
+        _probe(norm)
     _checked.add((norm, write))
     return norm
+
+
+PROBE = ".imgclf-probe-"
+
+
+def _probe(url: str) -> None:
+    """Write and remove a small file; probes an outage kept from being removed go now."""
+    fs, path = filesystem(url)
+    try:
+        write_bytes(join(url, f"{PROBE}{uuid.uuid4().hex[:8]}"), b"")
+        for old in retrying(url, "listing", lambda: fs.glob(join(path, PROBE + "*"))):
+            remove(url + old[len(path):])
+    except StoreError:
+        raise
+    except Exception as e:
+        raise StoreError(f"store {url} is not writable: {first_line(e, 200)}") from e
 
 
 def _check_bucket(url: str) -> None:
@@ -240,14 +249,15 @@ def remove_quietly(url: str) -> bool:
         remove(url)
         return True
     except Exception as e:
-        log.warning("could not remove %s (%s); the next run of the same inputs removes it",
-                    url, first_line(e, 160))
+        log.info("could not remove %s (%s); the next run of the same inputs removes it",
+                 url, first_line(e, 160))
         return False
 
 
-def move_tree(src: str, dst: str, last: Optional[str] = None) -> None:
+def move_tree(src: str, dst: str, last: Optional[str] = None, keep_source: bool = False) -> None:
     """Move a prefix: one rename locally; file-by-file copies then a delete on object stores,
-    the file named `last` (the manifest that makes the tree trusted) copied after all others."""
+    the file named `last` (the manifest that makes the tree trusted) copied after all others.
+    keep_source: leave the copied source for the caller to remove (after its next step)."""
     fs, src_path = filesystem(src)
     dst_path = filesystem(dst)[1]
     if is_local(src):
@@ -257,5 +267,7 @@ def move_tree(src: str, dst: str, last: Optional[str] = None) -> None:
     files = retrying(src, "listing", lambda: fs.find(src_path))
     files.sort(key=lambda f: f.rsplit("/", 1)[-1] == last)
     for f in files:
-        retrying(f, "copying", lambda f=f: fs.copy(f, dst_path + f[len(src_path):]))
-    remove(src)
+        rel = f[len(src_path):]
+        retrying(src + rel, "copying", lambda f=f, rel=rel: fs.copy(f, dst_path + rel))
+    if not keep_source:
+        remove(src)

@@ -15,20 +15,27 @@ _SLOWDOWN = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ServiceUnavail
 
 class FlakyS3:
     """`fail_first` requests answer 503, then requests pass; with `down_after` set, every
-    request after that many answers 503 (the endpoint went down and stays down)."""
+    request after that many answers 503 (the endpoint went down and stays down); with
+    `down_from` set, every request from the first whose "METHOD path" contains it. `log` lists
+    the "METHOD path" of every request."""
 
-    def __init__(self, target: str, fail_first: int = 0, down_after: Optional[int] = None):
+    def __init__(self, target: str, fail_first: int = 0, down_after: Optional[int] = None,
+                 down_from: Optional[str] = None):
         self.target = urlparse(target)
-        self.fail_first, self.down_after = fail_first, down_after
+        self.fail_first, self.down_after, self.down_from = fail_first, down_after, down_from
         self.requests = self.failures = 0
+        self.log: list[str] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def should_fail(self) -> bool:
+    def should_fail(self, request: str = "") -> bool:
         with self.lock:
             self.requests += 1
+            self.log.append(request)
+            if self.down_from and self.down_from in request:
+                self.down_after = self.requests - 1
             fail = self.requests <= self.fail_first or (
                 self.down_after is not None and self.requests > self.down_after)
             self.failures += fail
@@ -49,7 +56,7 @@ class FlakyS3:
 
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if proxy.should_fail():
+                if proxy.should_fail(f"{self.command} {self.path}"):
                     self.send_response(503)
                     self.send_header("Content-Length", str(len(_SLOWDOWN)))
                     self.end_headers()

@@ -111,6 +111,7 @@ def prepare(cfg: PrepConfig) -> PrepResult:
     source, fingerprint, tree = _source_and_fingerprint(cfg)
     key = dataset_key(fingerprint, cfg)
     uri = join(store, "datasets", name, key)
+    remove_stale_temporaries(uri)  # what a failed run of the same inputs left
     manifest = read_json(join(uri, MANIFEST))
     if manifest is not None and manifest.get("format") == FORMAT:
         log.info("%s: prepared already at %s (cache hit)", name, uri)
@@ -136,9 +137,7 @@ def prepare(cfg: PrepConfig) -> PrepResult:
         "counts_before_val": _split_info(raw["train_y"], n),
         "skipped": {"count": len(raw["skipped"]), "files": [list(s) for s in raw["skipped"]]},
     }
-    remove_stale_temporaries(uri)
-    _publish(uri, arrays, manifest)
-    _make_visible(uri, join(store, "datasets", name, "latest.json"), {"key": key, "uri": uri})
+    _publish(uri, arrays, manifest, join(store, "datasets", name, "latest.json"))
     return PrepResult(uri, manifest, cache_hit=False)
 
 
@@ -176,9 +175,10 @@ def remove_stale_temporaries(uri: str) -> list[str]:
     return stale
 
 
-def _publish(uri: str, arrays: dict[str, np.ndarray], manifest: dict) -> None:
+def _publish(uri: str, arrays: dict[str, np.ndarray], manifest: dict, latest: str) -> None:
     """Write everything under a temporary prefix and move it into place, the manifest (which
-    makes it trusted) last. On failure the temporary prefix is removed at once."""
+    makes it trusted) last, and latest.json (which makes it current) right after it. On failure
+    the temporary prefix is removed at once (or, if the store is down, by the next run)."""
     tmp = f"{uri}.tmp-{_owner()}"
     try:
         files = {f"{k}.npy": write_npy(join(tmp, f"{k}.npy"), v) for k, v in arrays.items()}
@@ -189,16 +189,20 @@ def _publish(uri: str, arrays: dict[str, np.ndarray], manifest: dict) -> None:
         files["card.md"] = write_bytes(join(tmp, "card.md"), card.render_card(manifest).encode())
         write_json(join(tmp, MANIFEST), manifest)
         remove(uri)  # leftovers of an interrupted run hold no manifest and are not trusted
-        move_tree(tmp, uri, last=MANIFEST)
+        move_tree(tmp, uri, last=MANIFEST, keep_source=True)
+        _point_latest(uri, latest, {"key": manifest["key"], "uri": uri})
     except BaseException:
         remove_quietly(tmp)
         raise
+    remove_quietly(tmp)
     log.info("prepared %s: %s", manifest["name"], uri)
 
 
-def _make_visible(uri: str, latest: str, pointer: dict) -> None:
-    """latest.json points at the new dataset; if it cannot be written, the manifest comes out
-    again, so the dataset is either visible and trusted, or neither."""
+def _point_latest(uri: str, latest: str, pointer: dict) -> None:
+    """latest.json never points at an untrusted tree: it is written only after the manifest.
+    If it cannot be written, the manifest is taken out again when the store allows; if the
+    store is down, the tree stays complete but not current, and the next run (a cache hit)
+    writes the pointer."""
     try:
         write_json(latest, pointer)
     except BaseException:
