@@ -12,10 +12,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from flows.cli_options import add_model_options, model_from_args, one_line
-from flows.config import (EvalConfig, PipelineConfig, PrepConfig, StudyConfig, TrainConfig,
-                          TuneConfig)
+from flows.config import (EvalConfig, PipelineConfig, PrepConfig, PublishConfig, StudyConfig,
+                          TrainConfig, TuneConfig)
 from flows.errors import describe, first_line
-from flows.progress import QUIET_ENV
+from flows.progress import QUIET_ENV, NoErrorsOnConsole
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -47,6 +47,17 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     m = evaluate_bundle(bundle_uri(cfg))
     print(json.dumps({k: v for k, v in m.items() if k not in ("confusion", "per_class")}))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from flows.publish_model import publish_model
+
+    from flows.store import normalize
+
+    cfg = model_from_args(PublishConfig, args)
+    out = publish_model(cfg)
+    print(json.dumps({**out, "serve": f"imgclf serve --store {normalize(cfg.store)}"}))
     return 0
 
 
@@ -141,6 +152,8 @@ COMMANDS = {
     "prepare": (PrepConfig, _prepare, "prepare a dataset into the store"),
     "train": (TrainConfig, _train, "train a model on Ray and publish its bundle"),
     "evaluate": (EvalConfig, _evaluate, "evaluate a trained model on its test split"),
+    "publish": (PublishConfig, _publish, "publish one trained model as a run (evaluated "
+                "first if needed) so `imgclf serve` shows it"),
     "tune": (TuneConfig, _tune, "tune the study's levers with Ray Tune (ASHA)"),
     "study": (StudyConfig, _study, "sweep each lever alone over a grid, several seeds"),
     "pipeline": (PipelineConfig, _pipeline, "the whole DAG: prep, tune, train, evaluate, "
@@ -190,6 +203,10 @@ def setup_logging(command: str, verbose: bool) -> Path:
         console = logging.StreamHandler()
         console.setLevel(logging.DEBUG if verbose else logging.WARNING)
         root.addHandler(console)
+    if not verbose:  # a failure gets one line from report(), not the records of every layer
+        for h in root.handlers:
+            if h is not handler:
+                h.addFilter(NoErrorsOnConsole())
     for name in ("flows", "cluster", "lightning_modules", "imgclf"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("httpx", "httpcore"):  # one line per Prefect API request

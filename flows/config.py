@@ -132,6 +132,20 @@ class EvalConfig(BaseModel):
     store: StoreUrl = Field(DEFAULT_STORE, description="store holding the model bundles")
     run_name: Optional[str] = Field(None, description="a training run (default: the latest)")
 
+    @field_validator("run_name")
+    @classmethod
+    def _safe_run_name(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not _NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid run name")
+        return v
+
+
+class PublishConfig(EvalConfig):
+    """One trained model to publish as a run of its own, so `imgclf serve` shows it."""
+
+    champion_margin: float = Field(
+        0.0, ge=0, le=1, description="test accuracy it must add to become champion")
+
 
 class SearchSpace(BaseModel):
     """The study's five levers as Tune search space (plus weight decay)."""

@@ -59,3 +59,11 @@ def step(logger: logging.Logger, message: str, *args: object) -> None:
     stamp = time.strftime("%H:%M:%S")
     _console.print(f"[{stamp}] {message % args if args else message}", markup=False,
                    soft_wrap=True)
+
+
+class NoErrorsOnConsole(logging.Filter):
+    """Keeps errors and tracebacks off the quiet console: the CLI reports a failure in one
+    line; the log file and the Prefect API keep the records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR and not record.exc_info

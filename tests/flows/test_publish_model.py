@@ -1,0 +1,53 @@
+"""Serve what was trained: `imgclf train`, then `imgclf publish`, then `imgclf serve` lists the
+model and classifies with it, as a user runs them one after another."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from flows.store import join, read_npy
+from tests.conftest import BIN, stop_process_tree
+from tests.flows.conftest import png, start_server
+
+
+def imgclf(*args: str) -> dict:
+    out = subprocess.run([str(BIN / "imgclf"), *args], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_trained_model_is_published_and_served(tiny_dataset):
+    store, data = tiny_dataset
+    trained = imgclf("train", "--store", store, "--model", "bp", "--epochs", "1",
+                     "--batch-size", "32")
+    first = imgclf("publish", "--store", store, "--model", "bp")
+    assert first["model"] == f"mnist/bp@model-{trained['run_name']}"
+    assert first["champion"]["moved"] and 0.0 <= first["test_acc"] <= 1.0
+    again = imgclf("publish", "--store", store, "--model", "bp")  # the same model: no move
+    assert again["run"] == first["run"] and not again["champion"]["moved"]
+    proc, url = start_server(store)
+    try:
+        models = httpx.get(f"{url}/models", timeout=10).json()
+        assert [m["id"] for m in models] == [first["model"]] and models[0]["champion"]
+        digit = png(read_npy(join(data, "test_x.npy"))[0, 0])
+        r = httpx.post(f"{url}/predict?model=mnist/bp", content=digit,
+                       headers={"content-type": "image/png"}, timeout=30)
+        assert r.status_code == 200 and r.json()["model"] == first["model"]
+        assert httpx.get(f"{url}/runs/latest", timeout=10).json()["run_id"] == \
+            first["model"].split("@")[1]
+    finally:
+        stop_process_tree(proc)
+
+
+def test_publishing_nothing_trained_is_one_line(tmp_path):
+    out = subprocess.run([str(BIN / "imgclf"), "publish", "--store", str(tmp_path), "--model",
+                          "cnn"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"imgclf publish: error: no trained 'cnn' model for 'mnist' in {tmp_path}; run imgclf "
+        "train first"]
