@@ -84,4 +84,6 @@ def describe(e: BaseException) -> Optional[str]:
             return f"network or store unavailable: {first_line(x)}"
         if isinstance(x, PermissionError):
             return f"permission denied: {first_line(x)}"
+        if isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            return f"cannot write: {first_line(x)}"
     return None
