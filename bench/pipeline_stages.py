@@ -18,10 +18,10 @@ from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
+from bench.fixtures import idx_subset  # noqa: E402
 from flows.config import PipelineConfig  # noqa: E402
 from flows.pipeline import pipeline  # noqa: E402
 from flows.profiles import offline_dir  # noqa: E402
-from tests.datagen import idx_subset  # noqa: E402
 
 
 def main() -> None:

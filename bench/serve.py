@@ -31,16 +31,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.fixtures import idx_subset, png, random_bundle  # noqa: E402
 from flows.compare import build  # noqa: E402
-from flows.config import PipelineConfig, PrepConfig  # noqa: E402
+from flows.config import PrepConfig  # noqa: E402
 from flows.evaluate import evaluate_task  # noqa: E402
-from flows.pipeline import champions_stage, publish_stage  # noqa: E402
 from flows.prep.build import prepare  # noqa: E402
-from flows.store import join, read_npy  # noqa: E402
-from tests.datagen import idx_subset, random_bundle  # noqa: E402
-from tests.flows.conftest import png  # noqa: E402
+from flows.publish import champions_task, publish_task  # noqa: E402
+from lightning_modules.layout import run_uri  # noqa: E402
+from lightning_modules.nets import FAMILIES  # noqa: E402
+from lightning_modules.store import join, read_npy  # noqa: E402
 
-FAMILIES = ["bp", "dnn", "cnn", "dcnn"]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
 HEADER_TIMEOUT_S = 3.0
 
@@ -54,10 +54,10 @@ def publish(tmp: Path) -> tuple[str, str]:
         b = random_bundle(store, data, fam, run=f"{fam}-bench")
         records.append({"dataset": "mnist", "family": fam, "bundles": [b],
                         "metrics_uris": [evaluate_task.fn(b)], "error": None})
-    run = join(store, "runs", "run-bench")
-    comp = build("run-bench", records, FAMILIES, {}, {}, [])
-    publish_stage.fn(run, "run-bench", records, comp, {}, {})
-    champions_stage.fn(PipelineConfig(store=store), run, "run-bench", comp)
+    run = run_uri(store, "run-bench")
+    comp = build("run-bench", records, list(FAMILIES), {}, {}, [])
+    publish_task.fn(run, "run-bench", records, comp, {}, {})
+    champions_task.fn(store, 0.0, run, "run-bench", comp)
     return store, data
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.launcher import train  # noqa: E402
-from flows.config import PrepConfig, TrainConfig  # noqa: E402
+from cluster.config import TrainConfig  # noqa: E402
+from flows.config import PrepConfig  # noqa: E402
 from flows.evaluate import evaluate_bundle  # noqa: E402
 from flows.prep.build import prepare  # noqa: E402
+from flows.train import train_model as train  # noqa: E402
 from lightning_modules import metrics as M  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -19,10 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.launcher import train  # noqa: E402
+from cluster.config import TrainConfig  # noqa: E402
 from cluster.train_worker import IMG_PER_S, STARTUP_S  # noqa: E402
-from flows.config import PrepConfig, TrainConfig  # noqa: E402
+from flows.config import PrepConfig  # noqa: E402
 from flows.prep.build import prepare  # noqa: E402
+from flows.train import train_model as train  # noqa: E402
 from lightning_modules.bundle import load_bundle  # noqa: E402
 from lightning_modules.datamodule import PreparedData, standardize  # noqa: E402
 from lightning_modules.evaluation import size_and_flops  # noqa: E402

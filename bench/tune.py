@@ -15,10 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.launcher import train  # noqa: E402
-from cluster.tuner import run_tune, trial_config  # noqa: E402
-from flows.config import PrepConfig, TuneConfig  # noqa: E402
+from cluster.config import (
+    TuneConfig,  # noqa: E402
+    apply_levers,  # noqa: E402
+)
+from flows.config import PrepConfig  # noqa: E402
 from flows.prep.build import prepare  # noqa: E402
+from flows.train import train_model as train  # noqa: E402
+from flows.tune import tune_model as run_tune  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -51,12 +55,12 @@ def main() -> None:
                            "max_train_samples": args.samples},
                      tune={"num_samples": args.trials, "max_epochs": args.epochs})
     tuned, tune_s, tune_cpu = timed(lambda: run_tune(cfg))
-    configs = [trial_config(cfg.base, r["params"], args.epochs) for r in tuned.trials]
+    configs = [apply_levers(cfg.base, r["params"], epochs=args.epochs) for r in tuned.trials]
     _, plain_s, plain_cpu = timed(lambda: [train(c) for c in configs])
     print(json.dumps({"trials": args.trials, "epochs": args.epochs, "samples": args.samples,
                       "tune_wall_s": round(tune_s, 1), "back_to_back_wall_s": round(plain_s, 1),
                       "ratio_tune_over_plain": round(tune_s / plain_s, 3),
-                      "stopped_early": tuned.best["stopped_early"],
+                      "stopped_early": tuned.best.stopped_early,
                       "tune_cpu_percent": tune_cpu, "back_to_back_cpu_percent": plain_cpu},
                      indent=2))
 

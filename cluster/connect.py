@@ -17,7 +17,7 @@ from typing import Optional
 
 import ray
 
-from flows.errors import UserError
+from lightning_modules.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""Launch a Ray Train run for a TrainConfig and turn its best checkpoint into a model bundle."""
+"""Launch a Ray Train run for a TrainConfig and hand back what it produced (the best
+checkpoint's weights and metrics, the epoch history). Naming, caching and publishing the
+bundle are the train stage's (flows/train.py)."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -11,19 +11,19 @@ from typing import Optional
 
 import pyarrow.fs
 import ray
+import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from cluster.config import TrainConfig
 from cluster.connect import connect
 from cluster.train_worker import CHECKPOINT_FILE, train_loop_per_worker
-from flows.config import TrainConfig
-from flows.errors import UserError
-from flows.store import (check_store, filesystem, is_local, join, normalize, read_json,
-                         write_json)
 from lightning_modules import metrics as M
-from lightning_modules.bundle import INFO, load_checkpoint, net_state_from_checkpoint, write_bundle
+from lightning_modules.bundle import load_checkpoint, net_state_from_checkpoint
+from lightning_modules.errors import UserError
 from lightning_modules.history import history_from_checkpoint
-from lightning_modules.datamodule import MissingDatasetError, load_manifest
+from lightning_modules.layout import ray_storage
+from lightning_modules.store import filesystem, is_local, normalize
 
 log = logging.getLogger(__name__)
 # Read by Ray Train V2 (ray/train/v2/_internal/constants.py), passed on to its controller.
@@ -31,33 +31,20 @@ START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
 @dataclass
-class TrainOutcome:
-    run_name: str
-    bundle_uri: str
-    info: dict
-    cached: bool
+class Fitted:
+    """What one training run produced: the best checkpoint's network weights and metrics."""
 
-
-def dataset_uri(store: str, name: str) -> str:
-    """The newest prepared version of a dataset name in a store."""
-    latest = read_json(join(normalize(store), "datasets", name, "latest.json"))
-    if latest is None:
-        raise UserError(f"no prepared dataset {name!r} in {normalize(store)}; run imgclf prepare")
-    return latest["uri"]
-
-
-def run_name(cfg: TrainConfig, data_key: str) -> str:
-    """Deterministic from everything that changes the weights, so a re-run resumes or is cached."""
-    c = cfg.model_dump(mode="json")
-    c["scaling"] = {"workers": cfg.scaling.workers}  # address, retries and kept ckpts don't count
-    c.pop("store")
-    digest = hashlib.sha256(json.dumps([c, data_key], sort_keys=True).encode()).hexdigest()
-    return f"{cfg.dataset}-{cfg.model.family}-{digest[:12]}"
+    state: dict[str, torch.Tensor]
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    checkpoint: str
+    seconds: float
+    workers: int
 
 
 def storage(store: str) -> tuple[str, Optional[pyarrow.fs.FileSystem]]:
     """Ray's storage_path (and filesystem) for checkpoints: `<store>/ray`, s3 through fsspec."""
-    url = join(normalize(store), "ray")
+    url = ray_storage(store)
     if is_local(url):
         return url, None
     fs, path = filesystem(url)
@@ -83,8 +70,7 @@ def check_cluster(cfg: TrainConfig) -> None:
 
 
 def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional[list] = None,
-                 fault_marker: Optional[str] = None, launched_at: Optional[float] = None
-                 ) -> TorchTrainer:
+                 launched_at: Optional[float] = None) -> TorchTrainer:
     """The TorchTrainer for one run: scaling, storage, checkpoint scoring, fault tolerance."""
     scaling_config, threads = scaling(cfg)
     path, fs = storage(cfg.store)
@@ -93,7 +79,7 @@ def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri,
-                           "threads": threads, "fault_marker": fault_marker,
+                           "threads": threads,
                            "launched_at": launched_at or time.time()},
         scaling_config=scaling_config,
         run_config=RunConfig(
@@ -124,34 +110,12 @@ def explain_failure(err: BaseException, sc: ScalingConfig, timeout_s: float) -> 
             f"if the cluster is scaling up")
 
 
-def check_data(cfg: TrainConfig) -> tuple[str, dict]:
-    """The dataset's URI and manifest, and the checks that need no Ray (batch vs. data size)."""
-    check_store(cfg.store)
-    data_uri = dataset_uri(cfg.store, cfg.dataset)
-    try:
-        manifest = load_manifest(data_uri)
-    except MissingDatasetError as e:
-        raise UserError(str(e)) from None
-    n_train = min(manifest["splits"]["train"]["count"], cfg.max_train_samples or 1 << 62)
-    if cfg.optim.batch_size > n_train:
-        raise UserError(f"--batch-size {cfg.optim.batch_size} is larger than the training set "
-                        f"({n_train} images)")
-    return data_uri, manifest
-
-
-def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
-    """Train on Ray (or reuse a finished bundle for the same inputs) and publish the bundle."""
-    data_uri, manifest = check_data(cfg)
-    name = run_name(cfg, manifest["key"])
-    bundle_uri = join(normalize(cfg.store), "models", cfg.dataset, cfg.model.family, name)
-    done = read_json(join(bundle_uri, INFO))
-    if done is not None:
-        log.info("%s: finished already, bundle at %s", name, bundle_uri)
-        return TrainOutcome(name, bundle_uri, done, cached=True)
+def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
+    """Train on Ray (a run of the same name resumes from its latest checkpoint)."""
     launched_at = time.time()
     connect(cfg.scaling.ray_address)
     check_cluster(cfg)
-    trainer = make_trainer(cfg, data_uri, name, fault_marker=fault_marker, launched_at=launched_at)
+    trainer = make_trainer(cfg, data_uri, name, launched_at=launched_at)
     scaling_config = trainer.scaling_config
     start = time.perf_counter()
     try:
@@ -167,15 +131,7 @@ def train(cfg: TrainConfig, fault_marker: Optional[str] = None) -> TrainOutcome:
         state = net_state_from_checkpoint(os.path.join(d, CHECKPOINT_FILE))
     with result.checkpoint.as_directory() as d:  # the latest one holds every epoch's metrics
         history = history_from_checkpoint(load_checkpoint(os.path.join(d, CHECKPOINT_FILE)))
-    info = {"dataset": cfg.dataset, "data_uri": data_uri, "data_key": manifest["key"],
-            "family": cfg.model.family, "model": cfg.model.model_dump(mode="json"),
-            "config": cfg.model_dump(mode="json"), "classes": manifest["classes"],
-            "shape": manifest["shape"], "mean": manifest["mean"], "std": manifest["std"],
-            "run_name": name, "checkpoint": best.path, "train_seconds": round(seconds, 2),
-            "workers": scaling_config.num_workers, "history": history,
-            "metrics": {k: float(v) for k, v in best_metrics.items()
-                        if isinstance(v, (int, float)) and "/" in k}}
-    info = write_bundle(bundle_uri, state, info)
-    write_json(join(normalize(cfg.store), "models", cfg.dataset, cfg.model.family, "latest.json"),
-               {"run_name": name, "uri": bundle_uri})
-    return TrainOutcome(name, bundle_uri, info, cached=False)
+    metrics = {k: float(v) for k, v in best_metrics.items()
+               if isinstance(v, (int, float)) and "/" in k}
+    return Fitted(state, metrics, history, best.path, round(seconds, 2),
+                  scaling_config.num_workers)

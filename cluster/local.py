@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import psutil
 
-from flows.errors import UserError
+from lightning_modules.errors import UserError
 
 DEFAULT_STATE = Path("~/.cache/imgclf/local-cluster.json").expanduser()
 

@@ -8,10 +8,14 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import ray.train
 import torch
-from ray.train.lightning import (RayDDPStrategy, RayLightningEnvironment,
-                                 RayTrainReportCallback, prepare_trainer)
+from ray.train.lightning import (
+    RayDDPStrategy,
+    RayLightningEnvironment,
+    RayTrainReportCallback,
+    prepare_trainer,
+)
 
-from flows.config import TrainConfig
+from cluster.config import TrainConfig
 from lightning_modules.classifier import Classifier
 from lightning_modules.datamodule import PreparedData
 from lightning_modules.history import EpochHistory
@@ -21,35 +25,6 @@ CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME
 WORLD_SIZE = "ddp/world_size"
 IMG_PER_S = "perf/train_img_per_s"
 STARTUP_S = "perf/startup_s"
-
-
-class FailOnce(pl.Callback):
-    """Fault drill: kill this worker process once, early in the second epoch (unless the
-    marker file exists already), and record each attempt's first step (`.starts`) and the
-    latest step begun (`.step`), so a test can count the steps a failure wasted.
-
-    Used by the fault tests, as Ray's own tests do, to prove a run resumes from its checkpoint.
-    """
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def on_train_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.global_rank == 0:  # the step each attempt starts from: 0, then the resume
-            with open(self.marker + ".starts", "a") as f:
-                f.write(f"{trainer.global_step}\n")
-
-    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.global_rank == 0:
-            with open(self.marker + ".step", "w") as f:
-                f.write(str(trainer.global_step))
-        if trainer.current_epoch >= 1 and trainer.global_rank == trainer.world_size - 1 \
-                and not os.path.exists(self.marker):
-            with open(self.marker, "w") as f:
-                f.write(str(trainer.global_step))
-            # Let the controller collect the epoch's checkpoint report (it polls workers).
-            time.sleep(3)
-            os._exit(1)
 
 
 class LogWorldSize(pl.Callback):
@@ -109,21 +84,23 @@ def distributed(world_size: int) -> dict[str, Any]:
     return {"strategy": RayDDPStrategy(), "plugins": [RayLightningEnvironment()]}
 
 
+def callbacks(config: dict) -> list[pl.Callback]:
+    """The worker's callbacks. LogWorldSize runs first so its value is in the metrics the report
+    callback sends; EpochHistory before the report callback, so each checkpoint holds its own
+    epoch. (Fault drills in tests/ wrap this function inside the worker, as Ray's tests do.)"""
+    return [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(),
+            RayTrainReportCallback()]
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Entry point of each Ray Train worker; resumes from the run's latest checkpoint if any."""
     cfg = TrainConfig(**config["cfg"])
     torch.set_num_threads(int(config["threads"]))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dm = build(cfg, config["data_uri"])
-    # LogWorldSize runs first so its value is in the metrics the report callback sends.
-    # EpochHistory before the report callback, so each checkpoint holds its own epoch.
-    callbacks: list[pl.Callback] = [LogWorldSize(), ThroughputMeter(config["launched_at"]),
-                                    EpochHistory(), RayTrainReportCallback()]
-    if config.get("fault_marker"):
-        callbacks.append(FailOnce(config["fault_marker"]))
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",
                          **distributed(ray.train.get_context().get_world_size()),
-                         callbacks=callbacks, enable_checkpointing=False, logger=False,
+                         callbacks=callbacks(config), enable_checkpointing=False, logger=False,
                          enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0)
     if ray.train.get_context().get_world_size() > 1:

@@ -1,74 +1,70 @@
 """Ray Tune over the study's levers. Each trial drives its own TorchTrainer (the Ray Train V2
-pattern) whose epoch reports reach Tune through TuneReportCallback; ASHA stops weak trials."""
+pattern) whose epoch reports reach Tune through TuneReportCallback; ASHA stops weak trials.
+It runs the trials and hands back their rows; naming, caching and best.json are the tune
+stage's (flows/tune.py)."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import ray
+from pydantic import BaseModel, ConfigDict, Field
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from cluster.launcher import check_data, connect, make_trainer, storage
-from flows.config import TrainConfig, TuneConfig
-from flows.errors import UserError
-from flows.store import join, normalize, read_json, write_json
+from cluster.config import SearchSpace, TrainConfig, TuneConfig, apply_levers
+from cluster.connect import connect
+from cluster.launcher import make_trainer, storage
 from lightning_modules import metrics as M
-from lightning_modules.config import PRESETS, cpu_presets
+from lightning_modules.errors import UserError
+from lightning_modules.nets import FAMILIES
+from lightning_modules.store import join, write_json
 
 
-@dataclass
-class TuneOutcome:
-    name: str
-    uri: str
-    best: dict
-    trials: list[dict]
-    cached: bool = False
+class TrialRow(BaseModel):
+    """One trial as the tune stage records it (trials.json); scores under their metric names."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    trial_id: Optional[str] = None
+    params: dict[str, Any]
+    best_score: Optional[float] = Field(None, alias=M.SCORE, description="best over epochs")
+    epochs: int = 0
+    seconds: Optional[float] = None
+    stopped_early: bool = False
+    error: Optional[str] = None
 
 
-def tune_name(cfg: TuneConfig, data_key: str) -> str:
-    blob = json.dumps([cfg.model_dump(mode="json", exclude={"base": {"store", "scaling"}}),
-                       data_key], sort_keys=True)
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
-    return cfg.tune.tune_name or f"tune-{cfg.base.dataset}-{cfg.base.model.family}-{digest}"
-
-
-def param_space(cfg: TuneConfig) -> dict[str, Any]:
-    """Tune's distributions for the five levers (and weight decay)."""
-    s, family = cfg.space, cfg.base.model.family
-    presets = s.presets or cpu_presets(family)
-    unknown = sorted(set(presets) - set(PRESETS[family]))
+def structures(space: SearchSpace, family: str) -> list[str]:
+    """The structures to sample: as asked (checked against the family's), or its CPU-sized."""
+    fam = FAMILIES[family]
+    presets = space.presets or fam.cpu_presets()
+    unknown = sorted(set(presets) - set(fam.presets))
     if unknown:
         raise UserError(f"--presets {unknown} are not structures of {family!r} "
-                        f"({sorted(PRESETS[family])})")
+                        f"({sorted(fam.presets)})")
+    return presets
+
+
+def param_space(space: SearchSpace, family: str) -> dict[str, Any]:
+    """Tune's distributions for the five levers (and weight decay), named as the levers are."""
+    s = space
     return {"lr": tune.loguniform(s.lr_min, s.lr_max), "batch_size": tune.choice(s.batch_sizes),
-            "activation": tune.choice(s.activations), "preset": tune.choice(presets),
+            "activation": tune.choice(s.activations),
+            "structure": tune.choice(structures(s, family)),
             "dropout": tune.uniform(s.dropout_min, s.dropout_max)
             if s.dropout_max > s.dropout_min else s.dropout_min,
             "weight_decay": tune.choice(s.weight_decays)}
 
 
-def trial_config(base: TrainConfig, params: dict[str, Any], epochs: int) -> TrainConfig:
-    """The base training config with one trial's sampled levers."""
-    d = base.model_dump(mode="json")
-    d["model"].update(activation=params["activation"], dropout=params["dropout"],
-                      preset=params["preset"], widths=None)
-    d["optim"].update(lr=params["lr"], batch_size=params["batch_size"],
-                      weight_decay=params["weight_decay"])
-    d["epochs"] = epochs
-    return TrainConfig(**d)
-
-
 def trial_driver(config: dict[str, Any]) -> None:
     """One Tune trial: launch a TorchTrainer and forward its epoch reports to Tune."""
-    cfg = trial_config(TrainConfig(**config["base"]), config["params"], config["max_epochs"])
+    cfg = apply_levers(TrainConfig(**config["base"]), config["params"],
+                       epochs=config["max_epochs"])
     trial = tune.get_context().get_trial_id()
     make_trainer(cfg, config["data_uri"], f"{config['tune_name']}-{trial}",
                  callbacks=[TuneReportCallback()]).fit()
@@ -103,32 +99,25 @@ def _check_capacity(cfg: TuneConfig) -> TrainConfig:
     return base
 
 
-def _trial_rows(results: tune.ResultGrid, max_epochs: int) -> list[dict]:
+def _trial_rows(results: tune.ResultGrid, max_epochs: int) -> list[TrialRow]:
     rows = []
     for r in results:
         df = r.metrics_dataframe
         best = float(df[M.SCORE].max()) if df is not None and M.SCORE in df else None
         epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
-        rows.append({"trial_id": (r.metrics or {}).get("trial_id"), "params": r.config["params"],
-                     "best_val_acc": best, "epochs": epochs,
-                     "seconds": (r.metrics or {}).get("time_total_s"),
-                     "stopped_early": r.error is None and epochs < max_epochs,
-                     "error": str(r.error)[:300] if r.error else None})
+        rows.append(TrialRow(trial_id=(r.metrics or {}).get("trial_id"),
+                             params=r.config["params"], best_score=best, epochs=epochs,
+                             seconds=(r.metrics or {}).get("time_total_s"),
+                             stopped_early=r.error is None and epochs < max_epochs,
+                             error=str(r.error)[:300] if r.error else None))
     return rows
 
 
-def run_tune(cfg: TuneConfig) -> TuneOutcome:
-    """Run (or resume, by name) a tuning experiment; write best.json and trials.json."""
-    # Every trial must fit its batch in the training set: check the largest before any trial.
-    largest = cfg.base.model_copy(deep=True)
-    largest.optim.batch_size = max(cfg.space.batch_sizes)
-    data_uri, manifest = check_data(largest)
-    space = param_space(cfg)
-    name = tune_name(cfg, manifest["key"])
-    uri = join(normalize(cfg.base.store), "tuning", cfg.base.dataset, cfg.base.model.family, name)
-    best, rows = read_json(join(uri, "best.json")), read_json(join(uri, "trials.json"))
-    if best is not None and rows is not None:  # same inputs, finished before: a cache hit
-        return TuneOutcome(name, uri, best, rows, cached=True)
+def run_trials(cfg: TuneConfig, name: str, data_uri: str, log_uri: str
+               ) -> tuple[list[TrialRow], float]:
+    """Run (or resume, by name) the experiment; one JSON per finished trial under
+    `<log_uri>/trials/`. Returns a row per trial and the wall seconds."""
+    space = param_space(cfg.space, cfg.base.model.family)
     # Save the experiment state at every step (Tune's default waits 10 s or more), so a trial
     # that finished just before the driver died is known finished and is not run again.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
@@ -148,38 +137,28 @@ def run_tune(cfg: TuneConfig) -> TuneOutcome:
                                    resume_errored=True, param_space=full_space,
                                    storage_filesystem=fs)
     else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=full_space,
-            tune_config=tune.TuneConfig(
-                # The limit lives on the generator: Tune ignores max_concurrent_trials (with a
-                # warning) when given a generator instance.
-                num_samples=cfg.tune.num_samples,
-                search_alg=BasicVariantGenerator(random_state=cfg.base.seed,
-                                                 max_concurrent=cfg.tune.max_concurrent),
-                time_budget_s=cfg.tune.time_budget_s,
-                scheduler=ASHAScheduler(time_attr="training_iteration", metric=M.SCORE,
-                                        mode=M.SCORE_MODE, max_t=cfg.tune.max_epochs,
-                                        grace_period=cfg.tune.grace_period,
-                                        reduction_factor=cfg.tune.reduction_factor)),
-            run_config=tune.RunConfig(name=name, storage_path=path, storage_filesystem=fs,
-                                      callbacks=[TrialLog(uri)],
-                                      # Tune's status tables only with `imgclf -v`; the trial
-                                      # files and the Prefect table say the same.
-                                      verbose=2 if os.environ.get("IMGCLF_VERBOSE") else 0))
+        tuner = tune.Tuner(trainable, param_space=full_space,
+                           tune_config=_tune_config(cfg),
+                           run_config=tune.RunConfig(
+                               name=name, storage_path=path, storage_filesystem=fs,
+                               callbacks=[TrialLog(log_uri)],
+                               # Tune's status tables only with `imgclf -v`; the trial files
+                               # and the Prefect table say the same.
+                               verbose=2 if os.environ.get("IMGCLF_VERBOSE") else 0))
     started = time.perf_counter()
     results = tuner.fit()
-    wall = time.perf_counter() - started
-    rows = _trial_rows(results, cfg.tune.max_epochs)
-    scored = [r for r in rows if r["best_val_acc"] is not None]
-    if not scored:
-        raise UserError(f"tune {name}: no trial reported {M.SCORE}; see {exp_path}")
-    top = max(scored, key=lambda r: r["best_val_acc"])
-    best = {"name": name, "params": top["params"], "best_val_acc": top["best_val_acc"],
-            "train_config": trial_config(cfg.base, top["params"], cfg.base.epochs)
-            .model_dump(mode="json"), "trials": len(rows),
-            "stopped_early": sum(r["stopped_early"] for r in rows),
-            "wall_seconds": round(wall, 2), "requested_trials": cfg.tune.num_samples}
-    write_json(join(uri, "trials.json"), rows)
-    write_json(join(uri, "best.json"), best)
-    return TuneOutcome(name, uri, best, rows)
+    return _trial_rows(results, cfg.tune.max_epochs), time.perf_counter() - started
+
+
+def _tune_config(cfg: TuneConfig) -> tune.TuneConfig:
+    """Sampling and ASHA. The concurrency limit lives on the generator: Tune ignores
+    max_concurrent_trials (with a warning) when given a generator instance."""
+    return tune.TuneConfig(
+        num_samples=cfg.tune.num_samples,
+        search_alg=BasicVariantGenerator(random_state=cfg.base.seed,
+                                         max_concurrent=cfg.tune.max_concurrent),
+        time_budget_s=cfg.tune.time_budget_s,
+        scheduler=ASHAScheduler(time_attr="training_iteration", metric=M.SCORE,
+                                mode=M.SCORE_MODE, max_t=cfg.tune.max_epochs,
+                                grace_period=cfg.tune.grace_period,
+                                reduction_factor=cfg.tune.reduction_factor))

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from cluster.config import TrainConfig, TuneConfig
 from flows.cli_options import add_model_options, model_from_args, one_line
-from flows.config import (EvalConfig, PipelineConfig, PrepConfig, PublishConfig, StudyConfig,
-                          TrainConfig, TuneConfig)
-from flows.errors import describe, first_line
+from flows.config import EvalConfig, PipelineConfig, PrepConfig, PublishConfig, StudyConfig
 from flows.progress import QUIET_ENV, NoErrorsOnConsole
+from lightning_modules.errors import describe, first_line
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -32,9 +32,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = model_from_args(TrainConfig, args)
-    from cluster.launcher import train
+    from flows.train import train_model
 
-    out = train(cfg)
+    out = train_model(cfg)
     print(json.dumps({"run_name": out.run_name, "bundle": out.bundle_uri, "cached": out.cached,
                       "metrics": out.info.get("metrics", {}),
                       "train_seconds": out.info.get("train_seconds")}))
@@ -52,8 +52,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     from flows.publish_model import publish_model
-
-    from flows.store import normalize
+    from lightning_modules.store import normalize
 
     cfg = model_from_args(PublishConfig, args)
     out = publish_model(cfg)
@@ -63,19 +62,20 @@ def _publish(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     cfg = model_from_args(TuneConfig, args)
-    from cluster.tuner import run_tune
+    from flows.tune import tune_model
+    from lightning_modules import metrics as M
 
-    out = run_tune(cfg)
-    print(json.dumps({"name": out.name, "uri": out.uri, "best": out.best["params"],
-                      "best_val_acc": out.best["best_val_acc"], "trials": len(out.trials),
-                      "stopped_early": out.best["stopped_early"]}))
+    out = tune_model(cfg)
+    print(json.dumps({"name": out.name, "uri": out.uri, "best": out.best.params,
+                      M.SCORE: out.best.best_score, "trials": len(out.trials),
+                      "stopped_early": out.best.stopped_early}))
     return 0
 
 
 def _study(args: argparse.Namespace) -> int:
-    from flows.study import run_study
+    from flows.study import study
 
-    uri = run_study(model_from_args(StudyConfig, args))
+    uri = study(model_from_args(StudyConfig, args))
     print(json.dumps({"uri": uri, "json": f"{uri}/study.json", "plot": f"{uri}/study.png"}))
     return 0
 
@@ -136,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_options(p: argparse.ArgumentParser) -> None:
-    from flows.config import DEFAULT_STORE
+    from lightning_modules.layout import DEFAULT_STORE
 
     p.add_argument("--store", default=DEFAULT_STORE, help="store with published runs")
     p.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for all)")

@@ -7,24 +7,32 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.config import EvalConfig
-from flows.errors import UserError
 from flows.plots import confusion_png
-from flows.store import check_store, join, normalize, read_json, write_bytes, write_json, write_npy
+from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import BundleError, load_bundle
 from lightning_modules.datamodule import PreparedData
+from lightning_modules.errors import UserError
 from lightning_modules.evaluation import size_and_flops, speed, test_metrics
-
+from lightning_modules.store import (
+    check_store,
+    join,
+    normalize,
+    read_json,
+    write_bytes,
+    write_json,
+    write_npy,
+)
 
 PREDICTIONS = "test_predictions.npy"
 
 
 def bundle_uri(cfg: EvalConfig) -> str:
     """The bundle of cfg's run, or the latest one for (dataset, family)."""
-    base = join(check_store(cfg.store), "models", cfg.dataset, cfg.family)
+    base = layout.models_dir(check_store(cfg.store), cfg.dataset, cfg.family)
     if cfg.run_name:
         return join(base, cfg.run_name)
-    latest = read_json(join(base, "latest.json"))
+    latest = read_json(layout.latest(base))
     if latest is None:
         raise UserError(f"no trained {cfg.family!r} model for {cfg.dataset!r} in "
                         f"{normalize(cfg.store)}; run imgclf train first")
@@ -49,7 +57,7 @@ def evaluate_bundle(uri: str) -> dict:
     title = f"{result['dataset']} {result['family']}: test acc {result[M.TEST_ACC]:.4f}"
     write_json(join(uri, "confusion.json"), {"classes": pred.classes, "matrix": result["confusion"]})
     write_bytes(join(uri, "confusion.png"), confusion_png(result["confusion"], pred.classes, title))
-    write_json(join(uri, "metrics.json"), result)
+    write_json(join(uri, layout.METRICS), result)
     return result
 
 
@@ -57,9 +65,9 @@ def evaluate_bundle(uri: str) -> dict:
 def evaluate_task(uri: str, reuse: bool = False) -> str:
     """Evaluate one bundle (or, with reuse, keep an earlier evaluation of the same immutable
     bundle); returns the URI of its metrics.json."""
-    if not (reuse and read_json(join(uri, "metrics.json")) is not None):
+    if not (reuse and read_json(join(uri, layout.METRICS)) is not None):
         evaluate_bundle(uri)
-    return join(uri, "metrics.json")
+    return join(uri, layout.METRICS)
 
 
 @task

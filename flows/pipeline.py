@@ -8,77 +8,26 @@ import logging
 import os
 from typing import Any, Optional
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
 
-from flows.compare import build as build_comparison
-from flows.compare import table_rows, write_comparison
-from flows.config import PipelineConfig, ProfileName, StudyConfig, TuneConfig
+from flows.compare import compare_task, table_rows
+from flows.config import PipelineConfig, ProfileName
 from flows.evaluate import evaluate_task
 from flows.pipeline_plan import final_config, plan_trials, run_id, study_config, tune_config
-from flows.prepare_data import prepare_task, publish_card, transient_only
+from flows.prepare_data import prepare_task, publish_card
 from flows.profiles import build as build_profile
-from flows.progress import step
 from flows.profiles import resolve_sources
-from flows.publish import (MANIFEST, Files, publish_branch, run_uri, update_champion,
-                           write_manifest)
-from flows.store import check_store, join, read_bytes, read_json, write_json
+from flows.progress import step
+from flows.publish import champion_markdown, champions_task, publish_task
+from flows.records import BranchRecord
+from flows.study import study
 from flows.train import train_task
-from flows.tune import trials_artifact
+from flows.tune import tune_task
+from lightning_modules import layout
 from lightning_modules import metrics as M
-
-
-@task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient_only,
-      task_run_name="tune {cfg.base.dataset}/{cfg.base.model.family}")
-def tune_stage(cfg: TuneConfig) -> dict[str, Any]:
-    """Tune one (dataset, family), or reuse the finished tuning with the same inputs."""
-    from cluster.tuner import run_tune
-
-    out = run_tune(cfg)
-    best_uri = join(out.uri, "best.json")
-    trials_artifact.fn(best_uri)  # the branch's trials in the pipeline run's Artifacts tab
-    return {"best_uri": best_uri, "cached": out.cached,
-            "trials": len(out.trials), "wall_seconds": out.best.get("wall_seconds")}
-
-
-@task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient_only,
-      task_run_name="study {cfg.base.dataset}/{cfg.base.model.family}")
-def study_stage(cfg: StudyConfig) -> str:
-    from flows.study import run_study
-
-    return run_study(cfg)
-
-
-@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
-def publish_stage(run: str, rid: str, records: list[dict], comparison: dict,
-                  study_pngs: dict[str, str], failed: dict[str, str],
-                  data_keys: Optional[dict[str, str]] = None) -> dict:
-    """Every branch's files, the comparison, then the manifest (last). A retry rewrites the
-    same files; a publish that never finishes leaves no manifest, so nothing is listed."""
-    files: Files = {}
-    for rec in records:
-        if not rec.get("error"):
-            files.update(publish_branch(run, rec))
-    pngs = {n: read_bytes(u) for n, u in study_pngs.items()}
-    more, md_text = write_comparison(run, comparison, pngs)
-    files.update(more)
-    write_manifest(run, rid, files, {"failed_datasets": failed, "data_keys": data_keys or {}})
-    return {"files": len(files), "markdown": md_text}
-
-
-@task
-def champions_stage(cfg: PipelineConfig, run: str, rid: str, comparison: dict) -> dict:
-    """Move each (dataset, family) champion pointer if this run's model beats it."""
-    moves = {}
-    for ds, fams in comparison["cells"].items():
-        for fam, c in fams.items():
-            if c["status"] == "ok":
-                entry = {"run_id": rid, "run_uri": run, "uri": join(run, ds, fam),
-                         "test_acc": c["test_acc"], "dataset": ds, "family": fam}
-                moves[f"{ds}/{fam}"] = update_champion(cfg.store, ds, fam, entry,
-                                                       cfg.champion_margin)
-    return moves
+from lightning_modules.store import check_store, join, read_json
 
 
 def _outcome(state: State) -> tuple[Any, Optional[str]]:
@@ -112,38 +61,36 @@ def prepare_all(cfg: PipelineConfig) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def run_branch(cfg: PipelineConfig, ds: str, fam: str, n_branches: int,
-               measured: list[float]) -> dict[str, Any]:
+               measured: list[float]) -> BranchRecord:
     """Tune, train (one model per seed) and evaluate one (dataset, family)."""
     log = get_run_logger()
     trials, note = plan_trials(cfg, n_branches, measured)
     step(log, "%s/%s: tuning (%d trial(s))", ds, fam, trials)
-    rec: dict[str, Any] = {"dataset": ds, "family": fam, "trials_requested": cfg.tune.num_samples,
-                           "budget_note": note, "error": None}
-    tuned, err = _outcome(tune_stage(tune_config(cfg, ds, fam, trials), return_state=True))
+    rec = BranchRecord(dataset=ds, family=fam, trials_requested=cfg.tune.num_samples,
+                       budget_note=note)
+    tuned, err = _outcome(tune_task(tune_config(cfg, ds, fam, trials), return_state=True))
     if err:
-        return {**rec, "error": f"tuning: {err}"}
-    step(log, "%s/%s: tuned%s", ds, fam, " (cached)" if tuned["cached"] else "")
-    if tuned["wall_seconds"] and tuned["trials"]:
-        measured.append(tuned["wall_seconds"] / tuned["trials"])
-    rec.update(tune_uri=tuned["best_uri"], tune_cached=tuned["cached"], bundles=[],
-               metrics_uris=[])
-    best = read_json(tuned["best_uri"])
+        return rec.model_copy(update={"error": f"tuning: {err}"})
+    step(log, "%s/%s: tuned%s", ds, fam, " (cached)" if tuned.cached else "")
+    if tuned.best.wall_seconds and tuned.best.trials:
+        measured.append(tuned.best.wall_seconds / tuned.best.trials)
+    rec.tune_uri, rec.tune_cached = tuned.best_uri, tuned.cached
     for s in range(cfg.seeds):
-        tcfg = final_config(cfg, best["train_config"], ds, fam, cfg.seed + s)
+        tcfg = final_config(cfg, tuned.best.train_config, ds, fam, cfg.seed + s)
         bundle, err = _outcome(train_task.with_options(task_run_name=f"train {ds}/{fam} seed "
                                                        f"{tcfg.seed}")(tcfg, return_state=True))
         if err:
-            return {**rec, "error": f"training: {err}"}
+            return rec.model_copy(update={"error": f"training: {err}"})
         metrics, err = _outcome(evaluate_task.with_options(
             task_run_name=f"evaluate {ds}/{fam} seed {tcfg.seed}")(bundle, reuse=True,
                                                                     return_state=True))
         if err:
-            return {**rec, "error": f"evaluation: {err}"}
+            return rec.model_copy(update={"error": f"evaluation: {err}"})
         acc = (read_json(metrics) or {}).get(M.TEST_ACC)
         step(log, "%s/%s: seed %d trained and evaluated: test accuracy %s", ds, fam, tcfg.seed,
              f"{acc:.4f}" if isinstance(acc, float) else acc)
-        rec["bundles"].append(bundle)
-        rec["metrics_uris"].append(metrics)
+        rec.bundles.append(bundle)
+        rec.metrics_uris.append(metrics)
     return rec
 
 
@@ -182,28 +129,30 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
         cfg = cfg.model_copy(update={"store": store})
     check_store(cfg.store)
     data, failed = prepare_all(cfg)
-    keys = {n: (read_json(join(u, "manifest.json")) or {}).get("key", "") for n, u in data.items()}
+    keys = {n: (read_json(join(u, layout.MANIFEST)) or {}).get("key", "") for n, u in data.items()}
     rid = run_id(cfg, keys)
-    run = run_uri(cfg.store, rid)
+    run = layout.run_uri(cfg.store, rid)
     if retrain_decision(cfg, rid, run, keys) == "unchanged":
         return run
     branches = [(ds, fam) for ds in data for fam in cfg.families]
-    records, measured, studies = [], [], {}
+    records: list[BranchRecord] = []
+    measured: list[float] = []
+    studies: dict[str, str] = {}
     for i, (ds, fam) in enumerate(branches, 1):
         step(log, "branch %d/%d: %s/%s", i, len(branches), ds, fam)
         rec = run_branch(cfg, ds, fam, len(branches), measured)
-        if rec["error"]:
-            step(log, "%s/%s failed: %s", ds, fam, rec["error"])
+        if rec.error:
+            step(log, "%s/%s failed: %s", ds, fam, rec.error)
         records.append(rec)
-        if cfg.study and not rec["error"]:
-            uri, err = _outcome(study_stage(study_config(cfg, ds, fam), return_state=True))
+        if cfg.study and not rec.error:
+            uri, err = _outcome(study(study_config(cfg, ds, fam), return_state=True))
             if uri:
                 studies[f"study_{ds}_{fam}.png"] = join(uri, "study.png")
-    notes = [f"{r['dataset']}/{r['family']}: {r['budget_note']}" for r in records
-             if r.get("budget_note")] + [f"dataset {n} failed: {e}" for n, e in failed.items()]
-    comparison = build_comparison(rid, records, list(cfg.families), failed, studies, notes)
-    published = publish_stage(run, rid, records, comparison, studies, failed, keys)
-    moves = champions_stage(cfg, run, rid, comparison)
+    notes = [f"{r.key}: {r.budget_note}" for r in records if r.budget_note] + \
+        [f"dataset {n} failed: {e}" for n, e in failed.items()]
+    comparison = compare_task(rid, records, list(cfg.families), failed, studies, notes)
+    published = publish_task(run, rid, records, comparison, studies, failed, keys)
+    moves = champions_task(cfg.store, cfg.champion_margin, run, rid, comparison)
     create_table_artifact(key="model-comparison", table=table_rows(comparison),
                           description=f"model comparison of run {rid}")
     create_markdown_artifact(key="model-comparison-report", markdown=published["markdown"],
@@ -215,18 +164,11 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     return run
 
 
-def champion_markdown(moves: dict[str, dict]) -> str:
-    rows = [f"| {k} | {'moved' if v['moved'] else 'kept'} | {v['reason']} |"
-            for k, v in sorted(moves.items())]
-    return "\n".join(["# Champion gate", "", "| model | champion | why |", "|---|---|---|",
-                      *rows])
-
-
 def retrain_decision(cfg: PipelineConfig, rid: str, run: str, keys: dict[str, str]) -> str:
     """Say (log line + markdown artifact) whether this run has work to do. The run id hashes
     the config and every dataset's content key, so a published run with the same id means the
     sources did not change since: nothing to train. Returns "unchanged" or "changed"."""
-    if read_json(join(run, MANIFEST)) is not None:
+    if read_json(join(run, layout.MANIFEST)) is not None:
         status = "unchanged"
         msg = (f"Nothing changed: every source gives the same data ({_keys_text(keys)}) and the "
                f"config is the same, so run {rid} stands as published at {run}; no training.")
@@ -241,10 +183,10 @@ def retrain_decision(cfg: PipelineConfig, rid: str, run: str, keys: dict[str, st
 def _why_train(cfg: PipelineConfig, rid: str, keys: dict[str, str]) -> str:
     """What differs from the latest published run: the datasets whose keys changed, or else
     the config."""
-    latest = read_json(join(cfg.store, "runs", "latest.json"))
+    latest = read_json(layout.latest(layout.runs_dir(cfg.store)))
     if latest is None:
         return f"No earlier run in {cfg.store}: training run {rid}."
-    before = (read_json(join(latest["uri"], MANIFEST)) or {}).get("data_keys", {})
+    before = (read_json(join(latest["uri"], layout.MANIFEST)) or {}).get("data_keys", {})
     changed = sorted(n for n in keys if before.get(n) != keys[n])
     if not changed:
         return f"Same data as run {latest['run_id']} but a different config: training run {rid}."

@@ -1,24 +1,19 @@
 """Pure planning for the pipeline: run ids, per-branch configs and the tuning budget."""
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
-from typing import Optional
+from typing import Any, Optional
 
-from flows.config import PipelineConfig, StudyConfig, TrainConfig, TuneConfig, TuneOptions
+from cluster.config import TrainConfig, TuneConfig
+from flows.config import PipelineConfig, StudyConfig
 from lightning_modules.config import ModelConfig
+from lightning_modules.layout import cache_key
 
 
 def run_id(cfg: PipelineConfig, data_keys: dict[str, str]) -> str:
     """From everything that changes the results (not where they go or how they are spread),
     so a re-run with the same inputs is the same run and is published once."""
-    if cfg.run_id:
-        return cfg.run_id
-    c = cfg.model_dump(mode="json", exclude={"store": True, "run_id": True,
-                                             "scaling": {"ray_address", "max_failures"}})
-    blob = json.dumps([c, sorted(data_keys.items())], sort_keys=True)
-    return "run-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return cfg.run_id or "run-" + cache_key(cfg, sorted(data_keys.items()))
 
 
 def base_train(cfg: PipelineConfig, dataset: str, family: str, seed: int,
@@ -29,12 +24,11 @@ def base_train(cfg: PipelineConfig, dataset: str, family: str, seed: int,
 
 
 def tune_config(cfg: PipelineConfig, dataset: str, family: str, trials: int) -> TuneConfig:
-    tune = TuneOptions(**{**cfg.tune.model_dump(), "num_samples": trials})
     return TuneConfig(base=base_train(cfg, dataset, family, cfg.seed, cfg.tune_train_samples),
-                      space=cfg.space, tune=tune)
+                      space=cfg.space, tune=cfg.tune.model_copy(update={"num_samples": trials}))
 
 
-def final_config(cfg: PipelineConfig, best_train_config: Optional[dict], dataset: str,
+def final_config(cfg: PipelineConfig, best_train_config: Optional[dict[str, Any]], dataset: str,
                  family: str, seed: int) -> TrainConfig:
     """The tuned levers (model and optimiser) with the pipeline's epochs, data size and seed."""
     base = base_train(cfg, dataset, family, seed, cfg.max_train_samples)

@@ -8,6 +8,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lightning_modules import metrics as M  # noqa: E402
+
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -55,7 +57,7 @@ def curves_png(series: dict[str, list[dict]], title: str = "training curves") ->
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
     for label, rows in series.items():
         epochs = [r["epoch"] for r in rows]
-        for ax, key in zip(axes, ("val/acc", "val/loss")):
+        for ax, key in zip(axes, (M.VAL_ACC, M.VAL_LOSS)):
             ys = [r.get(key) for r in rows]
             if any(y is not None for y in ys):
                 ax.plot(epochs, ys, marker="o", label=label)

@@ -8,21 +8,21 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.config import PrepConfig
-from flows.errors import UserError
 from flows.prep.build import prepare
 from flows.prep.card import render_card
-from flows.store import filesystem, join
+from flows.retry import transient_only
+from lightning_modules import layout
+from lightning_modules.errors import UserError
+from lightning_modules.store import filesystem, join, normalize, read_json
 
 
-def transient_only(task_, task_run, state) -> bool:
-    """Retry network and storage hiccups, never bad input (it would fail the same way)."""
-    try:
-        state.result()
-    except UserError:
-        return False
-    except Exception:
-        return True
-    return False
+def latest_dataset(store: str, name: str) -> str:
+    """The URI of the newest prepared version of a dataset name in a store."""
+    pointer = read_json(layout.latest(layout.dataset_dir(store, name)))
+    if pointer is None:
+        raise UserError(f"no prepared dataset {name!r} in {normalize(store)}; "
+                        "run imgclf prepare")
+    return pointer["uri"]
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
@@ -35,7 +35,7 @@ def prepare_task(cfg: PrepConfig) -> str:
 def publish_card(uri: str, name: str) -> str:
     """Show the dataset card, with its sample grid inlined, as a Prefect markdown artifact."""
     fs, path = filesystem(uri)
-    manifest = json.loads(fs.cat_file(join(path, "manifest.json")))
+    manifest = json.loads(fs.cat_file(join(path, layout.MANIFEST)))
     png = base64.b64encode(fs.cat_file(join(path, "samples.png"))).decode()
     md = render_card(manifest, image_ref=f"data:image/png;base64,{png}")
     key = "dataset-card-" + "".join(ch if ch.isalnum() else "-" for ch in name.lower())

@@ -1,62 +1,62 @@
-"""Publishing: a run folder of models, metrics, plots and repro capsules, its manifest (written
-last; readers trust only what it lists) and the champion pointers."""
+"""Stage: publishing. A run folder of models, metrics, plots and repro capsules, its manifest
+(written last; readers trust only what it lists), `runs/latest.json`, and the champion
+pointers with their gate."""
 from __future__ import annotations
 
 import hashlib
-import statistics
 import time
-from typing import Any
+from typing import Any, Optional
 
-from flows.errors import DataError
+from prefect import task
+
+from flows.compare import cells_of, write_comparison
 from flows.plots import curves_png
+from flows.records import BranchRecord, Files, chosen_seed, seed_summary
 from flows.repro import capsule
-from flows.store import (filesystem, join, normalize, read_json, remove_quietly, write_bytes,
-                         write_json)
+from flows.retry import transient_only
+from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO, WEIGHTS
+from lightning_modules.errors import DataError
+from lightning_modules.store import (
+    filesystem,
+    join,
+    read_bytes,
+    read_json,
+    remove_quietly,
+    write_bytes,
+    write_json,
+)
 
-MANIFEST = "manifest.json"
-BUNDLE_FILES = (WEIGHTS, INFO, "metrics.json", "confusion.json", "confusion.png",
+MANIFEST = layout.MANIFEST
+BUNDLE_FILES = (WEIGHTS, INFO, layout.METRICS, "confusion.json", "confusion.png",
                 "test_predictions.npy")
-Files = dict[str, dict[str, Any]]  # path inside the run folder → {"sha256", "bytes"}
+run_uri = layout.run_uri
 
 
-def run_uri(store: str, run_id: str) -> str:
-    return join(normalize(store), "runs", run_id)
-
-
-def chosen_seed(infos: list[dict]) -> int:
-    """The published model among the seeds: the best on validation (never on test)."""
-    return max(range(len(infos)), key=lambda i: infos[i].get("metrics", {}).get(M.SCORE, -1.0))
-
-
-def seed_summary(metrics: list[dict]) -> dict[str, Any]:
-    accs = [m[M.TEST_ACC] for m in metrics]
-    return {"test_accs": accs, "mean": statistics.fmean(accs),
-            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
-
-
-def publish_branch(run: str, rec: dict) -> Files:
+def publish_branch(run: str, record: BranchRecord | dict) -> Files:
     """Copy the chosen bundle and its evaluation into `<run>/<dataset>/<family>/`, with training
     curves, the tuning result, per-seed results and the repro capsule."""
-    rel = f"{rec['dataset']}/{rec['family']}"
-    infos = [read_json(join(b, INFO)) for b in rec["bundles"]]
-    metrics = [read_json(u) for u in rec["metrics_uris"]]
+    rec = BranchRecord.model_validate(record)
+    rel = rec.key
+    infos = [read_json(join(b, INFO)) for b in rec.bundles]
+    metrics = [read_json(u) for u in rec.metrics_uris]
     pick = chosen_seed(infos)
-    src_fs, src = filesystem(rec["bundles"][pick])
+    src_fs, src = filesystem(rec.bundles[pick])
     files: Files = {}
     for name in BUNDLE_FILES:
         files[f"{rel}/{name}"] = write_bytes(join(run, rel, name), src_fs.cat_file(join(src, name)))
-    tune_best = read_json(rec["tune_uri"]) if rec.get("tune_uri") else None
-    tuning = None if tune_best is None else {
-        "best": tune_best, "trials": read_json(rec["tune_uri"].rsplit("/", 1)[0] + "/trials.json"),
-        "requested_trials": rec.get("trials_requested"), "budget_note": rec.get("budget_note")}
+    tune_best = read_json(rec.tune_uri) if rec.tune_uri else None
+    tuning = None if tune_best is None or rec.tune_uri is None else {
+        "best": tune_best,
+        "trials": read_json(join(rec.tune_uri.rsplit("/", 1)[0], layout.TRIALS)),
+        "requested_trials": rec.trials_requested, "budget_note": rec.budget_note}
     extra = {"tuning.json": tuning, "seeds.json": {"chosen_seed_index": pick,
                                                    **seed_summary(metrics)},
              "repro.json": capsule(infos, tune_best)}
     for name, obj in extra.items():
         files[f"{rel}/{name}"] = write_json(join(run, rel, name), obj)
-    title = f"{rec['dataset']} / {rec['family']}"
+    title = f"{rec.dataset} / {rec.family}"
     files[f"{rel}/curves.png"] = write_bytes(join(run, rel, "curves.png"),
                                              curves_png({title: infos[pick].get("history", [])}))
     return files
@@ -70,7 +70,7 @@ def write_manifest(run: str, run_id: str, files: Files, extra: dict | None = Non
                 **(extra or {})}
     write_json(join(run, MANIFEST), manifest)
     try:
-        write_json(join(run.rsplit("/", 1)[0], "latest.json"), {"run_id": run_id, "uri": run})
+        write_json(layout.latest(run.rsplit("/", 1)[0]), {"run_id": run_id, "uri": run})
     except BaseException:
         remove_quietly(join(run, MANIFEST))
         raise
@@ -93,8 +93,7 @@ def verify_run(run: str) -> dict:
     return manifest
 
 
-def champion_uri(store: str, dataset: str, family: str) -> str:
-    return join(normalize(store), "champions", dataset, f"{family}.json")
+champion_uri = layout.champion_uri
 
 
 def update_champion(store: str, dataset: str, family: str, entry: dict, margin: float) -> dict:
@@ -102,18 +101,18 @@ def update_champion(store: str, dataset: str, family: str, entry: dict, margin: 
     `margin`; former champions stay listed (and their run folders stay) for rollback."""
     uri = champion_uri(store, dataset, family)
     current = read_json(uri)
-    old_acc = None if current is None else current["test_acc"]
+    old_acc = None if current is None else current[M.TEST_ACC]
     if current is not None and current["run_id"] == entry["run_id"]:
         return {"moved": False, "reason": "already the champion", "champion": current}
-    if old_acc is not None and not entry["test_acc"] > old_acc + margin:
+    if old_acc is not None and not entry[M.TEST_ACC] > old_acc + margin:
         return {"moved": False, "champion": current,
-                "reason": f"{entry['test_acc']:.4f} does not beat {old_acc:.4f} + {margin}"}
+                "reason": f"{entry[M.TEST_ACC]:.4f} does not beat {old_acc:.4f} + {margin}"}
     history = [] if current is None else [
         *current.get("previous", []), {k: v for k, v in current.items() if k != "previous"}]
     new = {**entry, "since": time.time(), "previous": history}
     write_json(uri, new)
     return {"moved": True, "champion": new, "reason": "first champion" if current is None else
-            f"{entry['test_acc']:.4f} beats {old_acc:.4f} + {margin}"}
+            f"{entry[M.TEST_ACC]:.4f} beats {old_acc:.4f} + {margin}"}
 
 
 def rollback_champion(store: str, dataset: str, family: str) -> dict:
@@ -126,3 +125,41 @@ def rollback_champion(store: str, dataset: str, family: str) -> dict:
     verify_run(last["run_uri"])
     write_json(uri, {**last, "since": time.time(), "previous": older})
     return last
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
+def publish_task(run: str, rid: str, records: list[BranchRecord], comparison: dict,
+                 study_pngs: dict[str, str], failed: dict[str, str],
+                 data_keys: Optional[dict[str, str]] = None) -> dict:
+    """Every branch's files, the comparison, then the manifest (last). A retry rewrites the
+    same files; a publish that never finishes leaves no manifest, so nothing is listed."""
+    files: Files = {}
+    for rec in map(BranchRecord.model_validate, records):
+        if not rec.error:
+            files.update(publish_branch(run, rec))
+    pngs = {n: read_bytes(u) for n, u in study_pngs.items()}
+    more, md_text = write_comparison(run, comparison, pngs)
+    files.update(more)
+    write_manifest(run, rid, files, {"failed_datasets": failed, "data_keys": data_keys or {}})
+    return {"files": len(files), "markdown": md_text}
+
+
+def champion_entry(rid: str, run: str, ds: str, fam: str, test_acc: float) -> dict[str, Any]:
+    return {"run_id": rid, "run_uri": run, "uri": join(run, ds, fam), M.TEST_ACC: test_acc,
+            "dataset": ds, "family": fam}
+
+
+@task
+def champions_task(store: str, margin: float, run: str, rid: str, comparison: dict) -> dict:
+    """Move each (dataset, family) champion pointer if this run's model beats it."""
+    return {f"{ds}/{fam}": update_champion(store, ds, fam,
+                                           champion_entry(rid, run, ds, fam, c.test_acc or 0.0),
+                                           margin)
+            for ds, fam, c in cells_of(comparison) if c.status == "ok"}
+
+
+def champion_markdown(moves: dict[str, dict]) -> str:
+    rows = [f"| {k} | {'moved' if v['moved'] else 'kept'} | {v['reason']} |"
+            for k, v in sorted(moves.items())]
+    return "\n".join(["# Champion gate", "", "| model | champion | why |", "|---|---|---|",
+                      *rows])

@@ -12,11 +12,12 @@ from prefect.artifacts import create_markdown_artifact
 from flows.compare import build as build_comparison
 from flows.config import PublishConfig
 from flows.evaluate import bundle_uri, evaluate_task
-from flows.pipeline import champion_markdown, publish_stage
-from flows.publish import run_uri, update_champion
-from flows.store import join, read_json
+from flows.publish import champion_entry, champion_markdown, publish_task, update_champion
+from flows.records import BranchRecord
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO
+from lightning_modules.layout import run_uri
+from lightning_modules.store import join, read_json
 
 
 def model_run_id(training_run: str) -> str:
@@ -35,16 +36,13 @@ def publish_model_task(cfg: PublishConfig) -> dict[str, Any]:
     ds, fam = info["dataset"], info["family"]
     rid = model_run_id(info["run_name"])
     run = run_uri(cfg.store, rid)
-    rec = {"dataset": ds, "family": fam, "bundles": [bundle], "metrics_uris": [metrics_uri],
-           "error": None}
+    rec = BranchRecord(dataset=ds, family=fam, bundles=[bundle], metrics_uris=[metrics_uri])
     comparison = build_comparison(rid, [rec], [fam], {}, {}, [])
-    publish_stage.fn(run, rid, [rec], comparison, {}, {})
+    publish_task.fn(run, rid, [rec], comparison, {}, {})
     acc = read_json(metrics_uri)[M.TEST_ACC]
-    gate = update_champion(cfg.store, ds, fam, {"run_id": rid, "run_uri": run,
-                                                "uri": join(run, ds, fam), "test_acc": acc,
-                                                "dataset": ds, "family": fam},
+    gate = update_champion(cfg.store, ds, fam, champion_entry(rid, run, ds, fam, acc),
                            cfg.champion_margin)
-    return {"run": run, "model": f"{ds}/{fam}@{rid}", "test_acc": acc,
+    return {"run": run, "model": f"{ds}/{fam}@{rid}", M.TEST_ACC: acc,
             "champion": {"moved": gate["moved"], "reason": gate["reason"]}}
 
 

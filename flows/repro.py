@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from flows.store import filesystem, join
+from lightning_modules.store import filesystem, join
 
 PACKAGES = ("torch", "lightning", "torchmetrics", "ray", "prefect", "numpy", "fsspec", "s3fs",
             "safetensors", "pydantic")

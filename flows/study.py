@@ -1,30 +1,55 @@
-"""Stage: the lever study. Run: `imgclf study --dataset mnist --model cnn --levers dropout`."""
+"""Stage: the lever study, one lever at a time as in the original study. Run: `imgclf study
+--dataset mnist --model cnn --levers dropout`. Every point is a training and an evaluation
+task (cached by inputs), so the study's runs show in Prefect like the pipeline's."""
 from __future__ import annotations
+
+import statistics
+from typing import Any
 
 from prefect import flow, task
 
-from flows.config import StudyConfig, TrainConfig
+from cluster.config import TrainConfig, apply_levers
+from flows.config import StudyConfig
+from flows.evaluate import evaluate_task
 from flows.plots import lever_panels
-from flows.store import join, normalize, read_json, write_bytes, write_json
-from flows.study_runs import run_points, study_key
+from flows.train import train_task
+from lightning_modules import layout
 from lightning_modules import metrics as M
+from lightning_modules.nets import FAMILIES
+from lightning_modules.store import join, read_json, write_bytes, write_json
+
+
+def grid(cfg: StudyConfig, lever: str) -> list[Any]:
+    if lever == "structure":
+        return cfg.structure_grid or FAMILIES[cfg.base.model.family].cpu_presets()
+    return list(getattr(cfg, f"{lever}_grid"))
+
+
+def point_config(base: TrainConfig, lever: str, value: Any, seed: int) -> TrainConfig:
+    """The base config with one lever set to value (the others stay at the base)."""
+    return apply_levers(base, {lever: value}, seed=seed)
+
+
+def summarize(accs: list[float]) -> dict[str, Any]:
+    return {"accs": accs, "mean": statistics.fmean(accs),
+            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
 
 
 def point_accuracy(cfg: TrainConfig) -> float:
-    """Train (cached by inputs) and evaluate (cached in metrics.json) one configuration."""
-    from cluster.launcher import train
-    from flows.evaluate import evaluate_bundle
+    """One point: the training task (cached by inputs), then the evaluation task (cached in
+    metrics.json); its test accuracy."""
+    name = f"{cfg.dataset}/{cfg.model.family} seed {cfg.seed}"
+    bundle = train_task.with_options(task_run_name=f"study train {name}")(cfg)
+    metrics = evaluate_task.with_options(task_run_name=f"study evaluate {name}")(
+        bundle, reuse=True)
+    return float(read_json(metrics)[M.TEST_ACC])
 
-    out = train(cfg)
-    m = read_json(join(out.bundle_uri, "metrics.json")) or evaluate_bundle(out.bundle_uri)
-    return float(m[M.TEST_ACC])
 
-
-def run_study(cfg: StudyConfig) -> str:
-    """Sweep every lever; write study.json and study.png; returns the study's URI."""
-    results = run_points(cfg, point_accuracy)
-    uri = join(normalize(cfg.base.store), "study", cfg.base.dataset, cfg.base.model.family,
-               study_key(cfg))
+@task
+def write_study(cfg: StudyConfig, results: dict[str, list]) -> str:
+    """study.json and study.png (a panel per lever, mean ± std over seeds); returns the URI."""
+    uri = layout.study_uri(cfg.base.store, cfg.base.dataset, cfg.base.model.family,
+                           layout.cache_key(cfg))
     title = f"{cfg.base.dataset} / {cfg.base.model.family}: one lever at a time " \
             f"({cfg.seeds} seed(s), {cfg.base.epochs} epoch(s))"
     write_bytes(join(uri, "study.png"), lever_panels(results, title))
@@ -33,17 +58,20 @@ def run_study(cfg: StudyConfig) -> str:
     return uri
 
 
-@task(retries=1, retry_delay_seconds=10)
-def study_task(cfg: StudyConfig) -> str:
-    """Run the sweep (finished points are cached); returns the study's URI."""
-    return run_study(cfg)
-
-
-@flow(name="study")
+@flow(name="study", flow_run_name="study {cfg.base.dataset}/{cfg.base.model.family}")
 def study(cfg: StudyConfig = StudyConfig()) -> str:
     """The original study's one-lever-at-a-time sweeps, with plots; returns the study's URI."""
-    return study_task(cfg)
+    results: dict[str, list] = {}
+    for lever in cfg.levers:
+        results[lever] = []
+        for value in grid(cfg, lever):
+            accs = [point_accuracy(point_config(cfg.base, lever, value, cfg.base.seed + s))
+                    for s in range(cfg.seeds)]
+            results[lever].append({"value": value, **summarize(accs)})
+    return write_study(cfg, results)
 
+
+run_study = study  # the CLI's and the tests' name for it
 
 if __name__ == "__main__":
     print(study(StudyConfig()))

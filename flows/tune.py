@@ -1,44 +1,123 @@
-"""Stage: tune a (dataset, family) with Ray Tune. Run: `imgclf tune --dataset mnist --model cnn`."""
+"""Stage: tune a (dataset, family) with Ray Tune. Run: `imgclf tune --dataset mnist --model cnn`.
+The stage names the experiment (from its inputs), reuses a finished one, and writes
+best.json and trials.json; cluster/tuner.py only runs the trials."""
 from __future__ import annotations
 
 import re
+from typing import Any, Optional
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
+from pydantic import BaseModel, ConfigDict, Field
 
-from flows.config import TuneConfig
-from flows.prepare_data import transient_only
-from flows.store import join, read_json
-
-
-@task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient_only)
-def tune_task(cfg: TuneConfig) -> str:
-    """Run or resume the search (finished trials are kept); returns the URI of best.json."""
-    from cluster.tuner import run_tune
-
-    return join(run_tune(cfg).uri, "best.json")
+from cluster.config import TuneConfig, apply_levers
+from flows.retry import transient_only
+from flows.train import check_data
+from lightning_modules import layout
+from lightning_modules import metrics as M
+from lightning_modules.errors import UserError
+from lightning_modules.store import join, read_json, write_json
 
 
-@task
-def trials_artifact(best_uri: str) -> None:
+class TuneBest(BaseModel):
+    """best.json: the winning levers and the training config they make."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    params: dict[str, Any]
+    best_score: float = Field(alias=M.SCORE)
+    train_config: dict[str, Any]
+    trials: int
+    stopped_early: int
+    wall_seconds: float
+    requested_trials: int
+
+
+class TuneOutcome(BaseModel):
+    """What the tune stage hands on: where best.json is, and how the tuning went."""
+
+    name: str
+    uri: str
+    best: TuneBest
+    trials: list[dict[str, Any]]
+    cached: bool = False
+
+    @property
+    def best_uri(self) -> str:
+        return join(self.uri, layout.BEST)
+
+
+def tune_name(cfg: TuneConfig, data_key: str) -> str:
+    return cfg.tune.tune_name or (f"tune-{cfg.base.dataset}-{cfg.base.model.family}-"
+                                  f"{layout.cache_key(cfg, data_key, length=10)}")
+
+
+def tune_model(cfg: TuneConfig) -> TuneOutcome:
+    """Run (or resume, by name) a tuning experiment; write best.json and trials.json."""
+    from cluster.tuner import run_trials  # Ray is imported only by the stages that run it
+
+    # Every trial must fit its batch in the training set: check the largest before any trial.
+    largest = cfg.base.model_copy(deep=True)
+    largest.optim.batch_size = max(cfg.space.batch_sizes)
+    data_uri, manifest = check_data(largest)
+    name = tune_name(cfg, manifest["key"])
+    uri = layout.tuning_uri(cfg.base.store, cfg.base.dataset, cfg.base.model.family, name)
+    best, rows = read_json(join(uri, layout.BEST)), read_json(join(uri, layout.TRIALS))
+    if best is not None and rows is not None:  # same inputs, finished before: a cache hit
+        return TuneOutcome(name=name, uri=uri, best=TuneBest(**best), trials=rows, cached=True)
+    trials, wall = run_trials(cfg, name, data_uri, uri)
+    scored = [r for r in trials if r.best_score is not None]
+    if not scored:
+        raise UserError(f"tune {name}: no trial reported {M.SCORE}; see {uri}")
+    top = max(scored, key=lambda r: r.best_score or 0.0)
+    best_cfg = apply_levers(cfg.base, top.params)
+    out = TuneBest(name=name, params=top.params, best_score=top.best_score or 0.0,
+                   train_config=best_cfg.model_dump(mode="json"), trials=len(trials),
+                   stopped_early=sum(r.stopped_early for r in trials),
+                   wall_seconds=round(wall, 2), requested_trials=cfg.tune.num_samples)
+    rows = [r.model_dump(mode="json", by_alias=True) for r in trials]
+    write_json(join(uri, layout.TRIALS), rows)
+    write_json(join(uri, layout.BEST), out.model_dump(mode="json", by_alias=True))
+    return TuneOutcome(name=name, uri=uri, best=out, trials=rows)
+
+
+def trials_table(best: TuneBest, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """All trials, best first, as the Prefect table shows them."""
+    ranked = sorted(rows, key=lambda r: -(r.get(M.SCORE) or 0))
+    return [{"trial": r["trial_id"], f"{M.SCORE} (best)": r.get(M.SCORE), "epochs": r["epochs"],
+             "stopped early": r["stopped_early"], **r["params"]} for r in ranked]
+
+
+def trials_artifact(out: TuneOutcome) -> None:
     """All trials as a Prefect table artifact, best first."""
-    rows = read_json(best_uri.rsplit("/", 1)[0] + "/trials.json") or []
-    best = read_json(best_uri)
-    table = [{"trial": r["trial_id"], "val/acc (best)": r["best_val_acc"], "epochs": r["epochs"],
-              "stopped early": r["stopped_early"], **r["params"]}
-             for r in sorted(rows, key=lambda r: -(r["best_val_acc"] or 0))]
     # Artifact keys allow lowercase letters, digits and dashes only.
-    key = re.sub(r"[^a-z0-9-]+", "-", best["name"].lower())
+    key = re.sub(r"[^a-z0-9-]+", "-", out.name.lower())
     key = (key if key.startswith("tune-") else f"tune-{key}")[:100]
-    create_table_artifact(key=key, table=table, description=f"Ray Tune trials of {best['name']}")
+    create_table_artifact(key=key, table=trials_table(out.best, out.trials),
+                          description=f"Ray Tune trials of {out.name}")
+
+
+@task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient_only,
+      task_run_name="tune {cfg.base.dataset}/{cfg.base.model.family}")
+def tune_task(cfg: TuneConfig) -> TuneOutcome:
+    """Run or resume the search (finished trials are kept), or reuse a finished one with the
+    same inputs; its trials become a table in the run's Artifacts tab."""
+    out = tune_model(cfg)
+    trials_artifact(out)
+    return out
 
 
 @flow(name="tune")
 def tune(cfg: TuneConfig = TuneConfig()) -> str:
     """ASHA search over the five levers; returns the URI of the best config (best.json)."""
-    best_uri = tune_task(cfg)
-    trials_artifact(best_uri)
-    return best_uri
+    return tune_task(cfg).best_uri
+
+
+def best_train_config(best_uri: Optional[str]) -> Optional[dict[str, Any]]:
+    """The training config of a finished tuning's winner, or None."""
+    best = read_json(best_uri) if best_uri else None
+    return None if best is None else best["train_config"]
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from flows.store import filesystem, join, read_json, write_bytes, write_json
 from lightning_modules.config import ModelConfig
 from lightning_modules.datamodule import standardize
 from lightning_modules.nets import build_net
+from lightning_modules.store import filesystem, join, read_json, write_bytes, write_json
 
 WEIGHTS = "weights.safetensors"
 INFO = "bundle.json"

@@ -1,32 +1,40 @@
 """The model and optimiser configs: what a network and its training step need, nothing else."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+import re
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-Family = Literal["bp", "dnn", "cnn", "dcnn"]
-Activation = Literal["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
+from lightning_modules.nets import ACTIVATIONS, FAMILIES
+from lightning_modules.store import url_problem
 
-# Named structures per family; `widths` overrides them. The meaning of each width:
-#   bp: [hidden]; dnn: [hidden, ...] (depth = len); cnn: [conv1, conv2, fc];
-#   dcnn: [stem, block1, block2, block3] (each block: two 3×3 convs with batch norm, then a pool).
-PRESETS: dict[str, dict[str, list[int]]] = {
-    "bp": {"small": [64], "medium": [256], "large": [1024]},
-    "dnn": {"small": [256, 128], "medium": [512, 256, 128], "large": [1024, 512, 256, 128]},
-    "cnn": {"small": [6, 16, 120], "medium": [32, 64, 256], "large": [64, 128, 512]},
-    "dcnn": {"small": [16, 32, 64, 64], "medium": [32, 64, 128, 128],
-             "large": [64, 128, 256, 256], "wide": [64, 256, 512, 512]},
-}
-GPU_PRESETS = {"wide"}  # too slow to sweep on CPUs; tuning and the study skip them by default
+# The choices come from the registry (lightning_modules/nets.py): a new family is added there.
+Family = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
+FAMILY_NAMES: list[str] = list(FAMILIES)
+Activation = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_PATTERN = _NAME_RE.pattern
 
 
-def cpu_presets(family: str) -> list[str]:
-    return [p for p in PRESETS[family] if p not in GPU_PRESETS]
+def _store_form(v: str) -> str:
+    """A store URL's form is checked with the options (no network); stages check the rest."""
+    problem = url_problem(v)
+    if problem:
+        raise ValueError(f"store {v!r}: {problem}")
+    return v
 
 
-DEFAULT_PRESET = {"bp": "medium", "dnn": "medium", "cnn": "medium", "dcnn": "medium"}
-WIDTH_COUNT = {"bp": (1, 1), "dnn": (1, 8), "cnn": (3, 3), "dcnn": (4, 4)}
+def _safe_name(v: Optional[str]) -> Optional[str]:
+    """Names become folder names in the store: letters, digits, '.', '_', '-', 64 at most."""
+    if v is not None and not _NAME_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid name (letters, digits, '.', '_', '-')")
+    return v
+
+
+StoreUrl = Annotated[str, AfterValidator(_store_form)]
+Name = Annotated[str, AfterValidator(_safe_name)]
 
 
 class ModelConfig(BaseModel):
@@ -34,7 +42,7 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Family = Field("cnn", description="bp, dnn, cnn or dcnn",
+    family: Family = Field("cnn", description=", ".join(FAMILY_NAMES),
                            json_schema_extra={"cli_aliases": ["--model"]})
     activation: Activation = Field("relu", description="activation function")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before dense layers")
@@ -45,12 +53,12 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_structure(self) -> "ModelConfig":
-        presets = PRESETS[self.family]
+        presets = FAMILIES[self.family].presets
         if self.preset is not None and self.preset not in presets:
             raise ValueError(f"preset {self.preset!r} is not one of {sorted(presets)} "
                              f"for family {self.family!r}")
         if self.widths is not None:
-            lo, hi = WIDTH_COUNT[self.family]
+            lo, hi = FAMILIES[self.family].widths
             if not lo <= len(self.widths) <= hi or any(w <= 0 for w in self.widths):
                 raise ValueError(f"family {self.family!r} needs {lo}..{hi} positive widths, "
                                  f"got {self.widths}")
@@ -59,7 +67,8 @@ class ModelConfig(BaseModel):
     def resolved_widths(self) -> list[int]:
         if self.widths is not None:
             return list(self.widths)
-        return PRESETS[self.family][self.preset or DEFAULT_PRESET[self.family]]
+        fam = FAMILIES[self.family]
+        return fam.presets[self.preset or fam.default_preset]
 
 
 class OptimConfig(BaseModel):

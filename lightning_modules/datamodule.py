@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from flows.store import join, read_json, read_npy
+from lightning_modules.store import join, read_json, read_npy
 
 
 class MissingDatasetError(FileNotFoundError):

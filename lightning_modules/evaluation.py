@@ -6,9 +6,14 @@ import time
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassCalibrationError,
-                                         MulticlassConfusionMatrix, MulticlassF1Score,
-                                         MulticlassPrecision, MulticlassRecall)
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassCalibrationError,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 from lightning_modules import metrics as M
 from lightning_modules.bundle import Predictor

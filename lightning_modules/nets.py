@@ -1,12 +1,23 @@
-"""The four families as plain nn.Modules, built for any C×H×W input and class count."""
+"""The model families as plain nn.Modules, built for any C×H×W input and class count, and
+their registry: a new family is a builder and one FAMILIES entry here; the config's choices,
+the CLI, the Prefect form, tuning, the study and serving all derive from FAMILIES."""
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
 
-from lightning_modules.config import ModelConfig
+
+class NetSpec(Protocol):
+    """What a builder reads of the model config (lightning_modules.config.ModelConfig)."""
+
+    activation: str
+    dropout: float
+
+    def resolved_widths(self) -> list[int]: ...
+
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "elu": nn.ELU,
@@ -28,7 +39,7 @@ def _flat_size(features: nn.Module, shape: Shape) -> int:
         return int(features(torch.zeros(1, *shape)).flatten(1).shape[1])
 
 
-def bp(shape: Shape, classes: int, cfg: ModelConfig) -> nn.Module:
+def bp(shape: Shape, classes: int, cfg: NetSpec) -> nn.Module:
     """The BP network: one hidden layer."""
     c, h, w = shape
     hidden = cfg.resolved_widths()[0]
@@ -36,7 +47,7 @@ def bp(shape: Shape, classes: int, cfg: ModelConfig) -> nn.Module:
                                                      cfg.dropout), nn.Linear(hidden, classes))
 
 
-def dnn(shape: Shape, classes: int, cfg: ModelConfig) -> nn.Module:
+def dnn(shape: Shape, classes: int, cfg: NetSpec) -> nn.Module:
     """A deep MLP: one hidden layer per width."""
     c, h, w = shape
     sizes = [c * h * w, *cfg.resolved_widths()]
@@ -44,7 +55,7 @@ def dnn(shape: Shape, classes: int, cfg: ModelConfig) -> nn.Module:
                          nn.Linear(sizes[-1], classes))
 
 
-def cnn(shape: Shape, classes: int, cfg: ModelConfig) -> nn.Module:
+def cnn(shape: Shape, classes: int, cfg: NetSpec) -> nn.Module:
     """LeNet-like: two conv + pool blocks and a fully connected head."""
     c1, c2, fc = cfg.resolved_widths()
     act = ACTIVATIONS[cfg.activation]
@@ -64,7 +75,7 @@ def _conv_bn(a: int, b: int, act: str) -> list[nn.Module]:
 class DeepCNN(nn.Module):
     """VGG-style with batch norm (airbench-like): a stem, three conv-conv-pool blocks, max-pool head."""
 
-    def __init__(self, shape: Shape, classes: int, cfg: ModelConfig) -> None:
+    def __init__(self, shape: Shape, classes: int, cfg: NetSpec) -> None:
         super().__init__()
         stem, *blocks = cfg.resolved_widths()
         layers = _conv_bn(shape[0], stem, cfg.activation)
@@ -83,13 +94,40 @@ class DeepCNN(nn.Module):
         return self.head(self.features(x))
 
 
-FAMILIES: dict[str, Callable[[Shape, int, ModelConfig], nn.Module]] = {
-    "bp": bp, "dnn": dnn, "cnn": cnn, "dcnn": DeepCNN,
+@dataclass(frozen=True)
+class Family:
+    """One model family: its builder and its named structures. The meaning of each width is
+    the builder's (see its docstring); `widths` bounds how many a free structure may give."""
+
+    build: Callable[[Shape, int, NetSpec], nn.Module]
+    presets: dict[str, list[int]]
+    widths: tuple[int, int]
+    about: str
+    default_preset: str = "medium"
+    gpu_presets: frozenset[str] = frozenset()  # too slow to sweep on CPUs (tuning, study skip)
+
+    def cpu_presets(self) -> list[str]:
+        return [p for p in self.presets if p not in self.gpu_presets]
+
+
+FAMILIES: dict[str, Family] = {
+    "bp": Family(bp, {"small": [64], "medium": [256], "large": [1024]}, (1, 1),
+                 "BP network: one hidden layer [hidden]"),
+    "dnn": Family(dnn, {"small": [256, 128], "medium": [512, 256, 128],
+                        "large": [1024, 512, 256, 128]}, (1, 8),
+                  "deep MLP: one hidden layer per width [hidden, ...]"),
+    "cnn": Family(cnn, {"small": [6, 16, 120], "medium": [32, 64, 256],
+                        "large": [64, 128, 512]}, (3, 3),
+                  "LeNet-like CNN [conv1, conv2, fc]"),
+    "dcnn": Family(DeepCNN, {"small": [16, 32, 64, 64], "medium": [32, 64, 128, 128],
+                             "large": [64, 128, 256, 256], "wide": [64, 256, 512, 512]}, (4, 4),
+                   "VGG-like deep CNN with batch norm [stem, block1, block2, block3]",
+                   gpu_presets=frozenset({"wide"})),
 }
 
 
-def build_net(cfg: ModelConfig, shape: Shape, classes: int) -> nn.Module:
-    """The registry's one entry point."""
+def build_net(cfg: NetSpec, shape: Shape, classes: int) -> nn.Module:
+    """The registry's one entry point (cfg: a ModelConfig)."""
     if classes < 2:
         raise ValueError(f"need at least 2 classes, got {classes}")
-    return FAMILIES[cfg.family](tuple(shape), classes, cfg)
+    return FAMILIES[cfg.family].build(tuple(shape), classes, cfg)  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from flows.publish import verify_run
-from flows.store import join, read_json
+from lightning_modules.store import join, read_json
 from tests.conftest import BIN, _free_port
 from tests.datagen import image_bytes, write_tree
 

@@ -15,12 +15,24 @@ from typing import Optional
 import numpy as np
 
 from flows.config import PrepConfig
-from flows.errors import DataError
 from flows.prep import card, cifar, idx, imagefolder
 from flows.prep.sources import content_fingerprint, fetch_canonical, stat_fingerprint
 from flows.progress import Bar
-from flows.store import (check_store, filesystem, join, move_tree, normalize, read_json,
-                         remove, remove_quietly, retrying, write_bytes, write_json, write_npy)
+from lightning_modules.errors import DataError
+from lightning_modules.store import (
+    check_store,
+    filesystem,
+    join,
+    move_tree,
+    normalize,
+    read_json,
+    remove,
+    remove_quietly,
+    retrying,
+    write_bytes,
+    write_json,
+    write_npy,
+)
 
 log = logging.getLogger(__name__)
 FORMAT = 1

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from flows.errors import DataError
-from flows.store import filesystem, join
+from lightning_modules.errors import DataError
+from lightning_modules.store import filesystem, join
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]

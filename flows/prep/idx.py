@@ -7,8 +7,8 @@ import zlib
 
 import numpy as np
 
-from flows.errors import DataError
-from flows.store import filesystem, join
+from lightning_modules.errors import DataError
+from lightning_modules.store import filesystem, join
 
 IDX_FILES = {
     "train_x": "train-images-idx3-ubyte.gz",

@@ -10,9 +10,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from flows.errors import DataError
 from flows.prep.decode import decode, decode_task, header, init_worker, is_grey
-from flows.store import filesystem, is_local
+from lightning_modules.errors import DataError
+from lightning_modules.store import filesystem, is_local
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import fsspec
 
-from flows.errors import DataError
-from flows.store import filesystem, join, normalize, retrying
+from lightning_modules.errors import DataError
+from lightning_modules.store import filesystem, join, normalize, retrying
 
 log = logging.getLogger(__name__)
 

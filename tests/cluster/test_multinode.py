@@ -3,7 +3,6 @@ its own raylet), the store in S3 (moto on loopback) as a real cluster needs, and
 cluster helper behind `imgclf cluster up/down`."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,11 +14,13 @@ import s3fs
 from ray.cluster_utils import Cluster
 
 from cluster import local
-from cluster.launcher import train
-from flows.config import PrepConfig, ScalingOptions, TrainConfig
-from flows.errors import UserError
+from cluster.config import ScalingOptions, TrainConfig
+from flows.config import PrepConfig
 from flows.prep.build import prepare
+from flows.train import train_model as train
 from lightning_modules.config import ModelConfig, OptimConfig
+from lightning_modules.errors import UserError
+from tests.cluster.faults import inject_fail_once
 from tests.conftest import shared_dataset
 from tests.datagen import idx_subset
 
@@ -68,7 +69,8 @@ def _node_of_a_train_worker(nodes: list) -> object:
     return next(n for n in nodes if n.node_id in busy)
 
 
-def test_node_loss_mid_run_resumes_on_a_replacement_node(three_nodes, s3_bucket, tmp_path):
+def test_node_loss_mid_run_resumes_on_a_replacement_node(three_nodes, s3_bucket, tmp_path,
+                                                        monkeypatch):
     cluster, workers = three_nodes
     src = idx_subset(shared_dataset("mnist"), tmp_path / "mnist", 1200, 200)
     prepare(PrepConfig(dataset="mnist", source=str(src), store=s3_bucket))
@@ -81,7 +83,7 @@ def test_node_loss_mid_run_resumes_on_a_replacement_node(three_nodes, s3_bucket,
     open(marker, "w").close()  # the drill only records steps; the test removes a node itself
     steps_per_epoch = -(-1080 // 2 // 32)  # 1,080 train images (10 % to val), 2 ranks
     lost_at: dict[str, object] = {}
-    from cluster.launcher import check_data, run_name
+    from flows.train import check_data, run_name
     name = run_name(cfg, check_data(cfg)[1]["key"])
 
     def kill_a_node_in_epoch_two() -> None:
@@ -98,7 +100,8 @@ def test_node_loss_mid_run_resumes_on_a_replacement_node(three_nodes, s3_bucket,
             lost_at["error"] = repr(e)
     killer = threading.Thread(target=kill_a_node_in_epoch_two, daemon=True)
     killer.start()
-    out = train(cfg, fault_marker=marker)
+    inject_fail_once(monkeypatch, marker)
+    out = train(cfg)
     killer.join(5)
     assert "error" not in lost_at, lost_at
     starts = [int(s) for s in open(marker + ".starts").read().split()]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import ray
 
-from cluster.launcher import train
-from flows.config import TrainConfig
-from flows.errors import UserError
+from cluster.config import TrainConfig
+from flows.train import train_model as train
+from lightning_modules.errors import UserError
 
 
 @pytest.fixture(autouse=True)

@@ -5,16 +5,16 @@ import glob
 import json
 import time
 
-import pytest
 import ray
 import torch
 
-from cluster.launcher import train
-from flows.config import TrainConfig
+from cluster.config import TrainConfig
 from flows.evaluate import evaluate_bundle
+from flows.train import train_model as train
 from lightning_modules import metrics as M
 from lightning_modules.bundle import load_bundle
 from lightning_modules.datamodule import PreparedData
+from tests.cluster.faults import inject_fail_once
 
 
 def _cfg(store, **kw):
@@ -42,11 +42,12 @@ def test_two_worker_run_publishes_a_working_bundle(local_ray):
     assert again.cached and again.bundle_uri == out.bundle_uri
 
 
-def test_worker_death_resumes_from_the_checkpoint(local_ray, tmp_path):
+def test_worker_death_resumes_from_the_checkpoint(local_ray, tmp_path, monkeypatch):
     mnist_store = local_ray
     marker = str(tmp_path / "died")
     cfg = _cfg(mnist_store, epochs=2, seed=7)
-    out = train(cfg, fault_marker=marker)
+    inject_fail_once(monkeypatch, marker)
+    out = train(cfg)
     crash_step = int(open(marker).read())
     starts = [int(s) for s in open(marker + ".starts").read().split()]
     steps_per_epoch = 400 // 2 // 16 + (1 if (400 // 2) % 16 else 0)

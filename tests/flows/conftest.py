@@ -1,26 +1,17 @@
 """Fixtures of the serving tests: a published run and the app on a live loopback server."""
 from __future__ import annotations
 
-import io
 import subprocess
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from bench.fixtures import png  # noqa: E402,F401  (the serving tests' PNG maker)
 from flows.compare import build
-from flows.config import PipelineConfig
 from flows.evaluate import evaluate_task
-from flows.pipeline import champions_stage, publish_stage
-from flows.store import join
+from flows.publish import champions_task, publish_task
+from lightning_modules.store import join
 from tests.datagen import random_bundle
-
-
-def png(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +33,8 @@ def published(tmp_path_factory):
                         "metrics_uris": [evaluate_task.fn(bundle)], "error": None})
     run = join(store, "runs", "run-s")
     comp = build("run-s", records, ["bp", "cnn"], {}, {}, [])
-    publish_stage.fn(run, "run-s", records, comp, {}, {})
-    champions_stage.fn(PipelineConfig(store=store), run, "run-s", comp)
+    publish_task.fn(run, "run-s", records, comp, {}, {})
+    champions_task.fn(store, 0.0, run, "run-s", comp)
     return store, data, run
 
 

@@ -9,8 +9,8 @@ from functools import partial
 
 import pytest
 
-from flows.errors import DataError
 from flows.prep.sources import RemoteFile, download
+from lightning_modules.errors import DataError
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from flows.config import PrepConfig
-from flows.errors import DataError
 from flows.prep.build import prepare
+from lightning_modules.errors import DataError
 from tests.datagen import idx_bytes, write_idx_set
 
 TRAIN_X = "train-images-idx3-ubyte.gz"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from flows.config import PrepConfig
-from flows.errors import DataError
 from flows.prep.build import prepare
+from lightning_modules.errors import DataError
 from tests.datagen import image_bytes, write_tree
 
 

@@ -12,7 +12,8 @@ import s3fs
 from flows.config import PipelineConfig
 from flows.pipeline import pipeline
 from flows.publish import champion_uri, verify_run
-from flows.store import join, read_json
+from lightning_modules import metrics as M
+from lightning_modules.store import join, read_json
 from tests.conftest import shared_dataset
 from tests.datagen import idx_subset
 
@@ -54,7 +55,7 @@ def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_pat
     for ds in ("digits", "clothes"):
         for fam in ("bp", "cnn"):
             c = comp["cells"][ds][fam]
-            assert c["status"] == "ok" and 0 <= c["test_acc"] <= 1 and c["best_params"]
+            assert c["status"] == "ok" and 0 <= c[M.TEST_ACC] <= 1 and c["best_params"]
             assert c["tuning"]["trials_run"] == 2
             assert read_json(champion_uri(store, ds, fam))["run_id"] == latest["run_id"]
     assert {c["status"] for c in comp["cells"]["broken"].values()} == {"failed"}

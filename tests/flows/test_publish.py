@@ -8,12 +8,18 @@ import pytest
 import s3fs
 
 from flows.compare import build, mcnemar
-from flows.errors import DataError
 from flows.evaluate import evaluate_task
-from flows.pipeline import publish_stage
-from flows.publish import (MANIFEST, champion_uri, rollback_champion, update_champion,
-                           verify_run)
-from flows.store import filesystem, join, read_json
+from flows.publish import (
+    MANIFEST,
+    champion_uri,
+    publish_task,
+    rollback_champion,
+    update_champion,
+    verify_run,
+)
+from lightning_modules import metrics as M
+from lightning_modules.errors import DataError
+from lightning_modules.store import filesystem, join, read_json
 from tests.datagen import random_bundle
 from tests.s3proxy import FlakyS3
 
@@ -27,7 +33,7 @@ def _branch(store: str, data_uri: str, family: str, seeds: int = 1) -> dict:
 
 def _publish(run: str, records: list[dict], failed: dict[str, str]) -> dict:
     comp = build("run-t", records, ["bp", "cnn", "dnn"], failed, {}, ["a note"])
-    publish_stage.fn(run, "run-t", records, comp, {}, failed)
+    publish_task.fn(run, "run-t", records, comp, {}, failed)
     return comp
 
 
@@ -75,7 +81,7 @@ def test_champion_moves_only_past_the_margin_and_rolls_back(tmp_path):
         (tmp_path / "runs" / rid / MANIFEST).write_text('{"files": {}}')
 
     def entry(rid: str, acc: float) -> dict:
-        return {"run_id": rid, "run_uri": str(tmp_path / "runs" / rid), "test_acc": acc}
+        return {"run_id": rid, "run_uri": str(tmp_path / "runs" / rid), M.TEST_ACC: acc}
     assert update_champion(store, "mnist", "cnn", entry("r1", 0.90), 0.01)["moved"]
     assert not update_champion(store, "mnist", "cnn", entry("r2", 0.905), 0.01)["moved"]
     assert update_champion(store, "mnist", "cnn", entry("r3", 0.95), 0.01)["moved"]
@@ -121,7 +127,7 @@ def test_publish_to_s3_that_goes_down_lists_nothing(prefect_harness, tiny_datase
     comp = build("run-t", records, ["bp"], {}, {}, [])
     proxy = flaky_s3(down_after=6)
     run = f"{s3_bucket}/runs/run-t"
-    stage = publish_stage.with_options(retry_delay_seconds=0)
+    stage = publish_task.with_options(retry_delay_seconds=0)
     state = stage(run, "run-t", records, comp, {}, {}, return_state=True)
     assert state.is_failed()
     assert proxy.failures > 3  # every attempt (Prefect retried the task) hit the outage

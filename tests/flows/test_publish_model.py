@@ -8,7 +8,8 @@ import subprocess
 import httpx
 import pytest
 
-from flows.store import join, read_npy
+from lightning_modules import metrics as M
+from lightning_modules.store import join, read_npy
 from tests.conftest import BIN, stop_process_tree
 from tests.flows.conftest import png, start_server
 
@@ -27,7 +28,7 @@ def test_a_trained_model_is_published_and_served(tiny_dataset):
                      "--batch-size", "32")
     first = imgclf("publish", "--store", store, "--model", "bp")
     assert first["model"] == f"mnist/bp@model-{trained['run_name']}"
-    assert first["champion"]["moved"] and 0.0 <= first["test_acc"] <= 1.0
+    assert first["champion"]["moved"] and 0.0 <= first[M.TEST_ACC] <= 1.0
     again = imgclf("publish", "--store", store, "--model", "bp")  # the same model: no move
     assert again["run"] == first["run"] and not again["champion"]["moved"]
     proc, url = start_server(store)

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from flows.serve import MAX_BYTES, MAX_PIXELS, create_app
-from flows.store import join, read_npy
+from lightning_modules import metrics as M
+from lightning_modules.store import join, read_npy
 from tests.flows.conftest import png as _png
 
 
@@ -25,7 +26,7 @@ def client(published):
 def test_models_lists_published_models_with_champions(client):
     models = client.get("/models").json()
     assert {m["id"] for m in models} == {"mnist/bp@run-s", "mnist/cnn@run-s"}
-    assert all(m["champion"] and 0 <= m["test_acc"] <= 1 for m in models)
+    assert all(m["champion"] and 0 <= m[M.TEST_ACC] <= 1 for m in models)
 
 
 @pytest.mark.parametrize("family", ["bp", "cnn"])

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from flows.serve import BODY_TIMEOUT_S, MAX_BYTES
-from flows.store import join, read_npy
+from lightning_modules.store import join, read_npy
 from tests.conftest import stop_process_tree
 from tests.flows.conftest import png, start_server
 

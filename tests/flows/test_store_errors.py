@@ -131,8 +131,8 @@ def test_a_local_temporary_prefix_of_a_killed_prepare_is_removed_by_the_next(tmp
     folder; the next run of the same inputs sees its writer is gone and removes it."""
     from flows.config import PrepConfig
     from flows.prep.build import dataset_key
-    from flows.prep.sources import content_fingerprint
     from flows.prep.idx import IDX_FILES
+    from flows.prep.sources import content_fingerprint
 
     fp = content_fingerprint([f"{src}/{f}" for f in IDX_FILES.values()])
     key = dataset_key(fp, PrepConfig(dataset="mnist", source=src, store=str(tmp_path)))

@@ -7,8 +7,12 @@ import os
 import pytest
 import torch
 
-from lightning_modules.bundle import (BundleError, load_bundle, net_state_from_checkpoint,
-                                      write_bundle)
+from lightning_modules.bundle import (
+    BundleError,
+    load_bundle,
+    net_state_from_checkpoint,
+    write_bundle,
+)
 from lightning_modules.config import ModelConfig
 from lightning_modules.nets import build_net
 from tests.datagen import RunsCode

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from flows.errors import DataError
 from lightning_modules.datamodule import MissingDatasetError, PreparedData, random_crop_flip
+from lightning_modules.errors import DataError
 
 
 def test_batches_are_fetched_whole_and_normalised(tiny_dataset):

@@ -15,7 +15,7 @@ import fsspec
 import numpy as np
 from fsspec.core import url_to_fs
 
-from flows.errors import DataError, StoreError, first_line, is_transient
+from lightning_modules.errors import DataError, StoreError, first_line, is_transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,13 +8,18 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from flows.errors import UserError
-from flows.publish import MANIFEST
-from flows.store import filesystem, join, normalize, read_json
+from lightning_modules import layout
+from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO, WEIGHTS, BundleError, Predictor, load_bundle
+from lightning_modules.config import NAME_PATTERN
+from lightning_modules.errors import UserError
+from lightning_modules.nets import FAMILIES
+from lightning_modules.store import filesystem, join, normalize, read_json
 
-MODEL_ID = re.compile(r"^(?P<ds>[A-Za-z0-9][A-Za-z0-9._-]{0,63})/(?P<fam>bp|dnn|cnn|dcnn)"
-                      r"(@(?P<run>[A-Za-z0-9][A-Za-z0-9._-]{0,63}))?$")
+_NAME = NAME_PATTERN.strip("^$")
+# `dataset/family[@run]`, the families from their registry.
+MODEL_ID = re.compile(rf"^(?P<ds>{_NAME})/(?P<fam>{'|'.join(map(re.escape, FAMILIES))})"
+                      rf"(@(?P<run>{_NAME}))?$")
 
 
 class UnknownModel(UserError):
@@ -30,26 +35,26 @@ class Registry:
         self._lock = threading.Lock()
 
     def champions(self) -> dict[tuple[str, str], dict]:
-        fs, path = filesystem(join(self.store, "champions"))
+        fs, path = filesystem(layout.champions_dir(self.store))
         out = {}
         for f in sorted(fs.glob(join(path, "*", "*.json"))):
-            c = read_json(f"{self.store}/champions/{f[len(path) + 1:]}")
-            if c and {"dataset", "family", "run_id", "test_acc"} <= set(c):
+            c = read_json(join(layout.champions_dir(self.store), f[len(path) + 1:]))
+            if c and {"dataset", "family", "run_id", M.TEST_ACC} <= set(c):
                 out[(c["dataset"], c["family"])] = c
         return out
 
     def models(self) -> list[dict[str, Any]]:
         """Every champion, plus each model of the latest run; champions marked."""
         champs = self.champions()
-        rows = {(c["dataset"], c["family"], c["run_id"]): c["test_acc"] for c in champs.values()}
-        latest = read_json(join(self.store, "runs", "latest.json"))
+        rows = {(c["dataset"], c["family"], c["run_id"]): c[M.TEST_ACC] for c in champs.values()}
+        latest = read_json(layout.latest(layout.runs_dir(self.store)))
         comp = read_json(join(latest["uri"], "comparison.json")) if latest else None
         for ds, fams in (comp or {}).get("cells", {}).items():
             for fam, cell in fams.items():
                 if cell.get("status") == "ok":
-                    rows.setdefault((ds, fam, comp["run_id"]), cell["test_acc"])
+                    rows.setdefault((ds, fam, comp["run_id"]), cell[M.TEST_ACC])
         return [{"id": f"{ds}/{fam}@{rid}", "dataset": ds, "family": fam, "run_id": rid,
-                 "test_acc": acc, "champion": champs.get((ds, fam), {}).get("run_id") == rid}
+                 M.TEST_ACC: acc, "champion": champs.get((ds, fam), {}).get("run_id") == rid}
                 for (ds, fam, rid), acc in sorted(rows.items())]
 
     def resolve(self, model_id: str) -> tuple[str, str, str]:
@@ -80,8 +85,8 @@ class Registry:
         return loaded
 
     def _load(self, ds: str, fam: str, run: str) -> tuple[Predictor, dict]:
-        run_uri = join(self.store, "runs", run)
-        manifest = read_json(join(run_uri, MANIFEST))
+        run_uri = layout.run_uri(self.store, run)
+        manifest = read_json(join(run_uri, layout.MANIFEST))
         if manifest is None:
             raise UnknownModel(f"run {run!r} is not published (no manifest)")
         fs, path = filesystem(run_uri)
@@ -93,6 +98,6 @@ class Registry:
             if hashlib.sha256(data).hexdigest() != listed["sha256"]:
                 raise BundleError(f"{run}/{ds}/{fam}/{name} does not match the run's manifest")
         pred = load_bundle(join(run_uri, ds, fam))
-        metrics = read_json(join(run_uri, ds, fam, "metrics.json")) or {}
+        metrics = read_json(join(run_uri, ds, fam, layout.METRICS)) or {}
         return pred, {"id": f"{ds}/{fam}@{run}", "dataset": ds, "family": fam, "run_id": run,
                       "uri": join(run_uri, ds, fam), "metrics": metrics}
