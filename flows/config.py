@@ -9,10 +9,12 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster.config import LEVERS, Lever, ScalingOptions, SearchSpace, TrainConfig, TuneOptions
+from flows.prep.kinds import KINDS
 from lightning_modules.config import FAMILY_NAMES, Activation, Family, Name, StoreUrl
 from lightning_modules.layout import DEFAULT_STORE
 
-DatasetKind = Literal["mnist", "fashion-mnist", "cifar10", "imagefolder"]
+# The choices come from the registry of sources (flows/prep/kinds.py).
+DatasetKind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
 
 
 class PrepConfig(BaseModel):
@@ -20,7 +22,7 @@ class PrepConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: DatasetKind = Field("mnist", description="kind of source")
+    dataset: DatasetKind = Field("mnist", description="kind of source: " + ", ".join(KINDS))
     source: Optional[str] = Field(
         None, description="local path or fsspec URL; default: the canonical download")
     name: Optional[Name] = Field(
@@ -41,16 +43,16 @@ class PrepConfig(BaseModel):
     cache_dir: str = Field("~/.cache/imgclf", description="where downloads are cached")
 
     @model_validator(mode="after")
-    def _imagefolder_needs_source(self) -> "PrepConfig":
-        if self.dataset == "imagefolder" and not self.source:
-            raise ValueError("dataset 'imagefolder' needs --source (a folder path or URL)")
+    def _needs_source(self) -> "PrepConfig":
+        if not KINDS[self.dataset].canonical and not self.source:
+            raise ValueError(f"dataset {self.dataset!r} needs --source (a folder path or URL)")
         return self
 
     def resolved_name(self) -> str:
         """The dataset's name in the store: --name, else the folder's name or the kind."""
         if self.name:
             return self.name
-        if self.dataset == "imagefolder" and self.source:
+        if not KINDS[self.dataset].canonical and self.source:
             base = self.source.rstrip("/").rsplit("/", 1)[-1]
             clean = re.sub(r"[^A-Za-z0-9._-]", "-", base).strip("-.") or "imagefolder"
             return clean[:64]

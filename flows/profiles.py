@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from flows.config import DatasetSpec, PipelineConfig, ProfileName
+from flows.prep.kinds import KINDS
 
 # Where offline copies of the canonical datasets may live: $IMGCLF_OFFLINE_DATA, else
 # ../shared/datasets beside the repository (the layout of this project's machines).
 _REPO = Path(__file__).resolve().parents[1]
-OFFLINE_NAMES = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar10-jpeg"}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"families": ["bp", "cnn"], "max_train_samples": 2000, "tune_train_samples": 1000,
@@ -32,14 +32,16 @@ def offline_dir() -> Path:
 def with_offline_source(spec: DatasetSpec) -> DatasetSpec:
     """A canonical dataset with no source reads its offline copy when this machine has one
     (content-addressed prep makes the result identical to the verified download)."""
-    if spec.source or spec.dataset not in OFFLINE_NAMES:
+    offline = KINDS[spec.dataset].offline
+    if spec.source or offline is None:
         return spec
-    path = offline_dir() / OFFLINE_NAMES[spec.dataset]
+    folder, read_as = offline
+    path = offline_dir() / folder
     if not path.is_dir():
         return spec
-    if spec.dataset == "cifar10":  # the offline copy is a JPEG image-folder tree
-        return DatasetSpec(dataset="imagefolder", source=str(path), name=spec.name or path.name)
-    return DatasetSpec(dataset=spec.dataset, source=str(path), name=spec.name)
+    # Read as another kind (CIFAR-10's JPEG tree), it keeps the copy's own name.
+    name = spec.name or (path.name if read_as != spec.dataset else None)
+    return DatasetSpec(dataset=read_as, source=str(path), name=name)
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -15,9 +15,10 @@ from typing import Optional
 import numpy as np
 
 from flows.config import PrepConfig
-from flows.prep import card, cifar, idx, imagefolder
-from flows.prep.sources import content_fingerprint, fetch_canonical, stat_fingerprint
-from flows.progress import Bar
+from flows.prep import card, imagefolder
+from flows.prep.kinds import KINDS
+from flows.prep.sources import fetch_canonical
+from lightning_modules import layout
 from lightning_modules.errors import DataError
 from lightning_modules.store import (
     check_store,
@@ -36,7 +37,7 @@ from lightning_modules.store import (
 
 log = logging.getLogger(__name__)
 FORMAT = 1
-MANIFEST = "manifest.json"
+MANIFEST = layout.MANIFEST
 ARRAYS = ["train_x", "train_y", "val_x", "val_y", "test_x", "test_y"]
 # Options that change the prepared bytes; anything else (workers, cache) does not enter the key.
 KEYED = ["dataset", "val_fraction", "test_fraction", "seed", "image_size", "channels",
@@ -83,28 +84,15 @@ def channel_stats(x: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[f
 
 
 def _source_and_fingerprint(cfg: PrepConfig) -> tuple[str, str, Optional[imagefolder.Tree]]:
-    source = normalize(cfg.source) if cfg.source else fetch_canonical(cfg.dataset, cfg.cache_dir)
-    if cfg.dataset == "imagefolder":
-        tree = imagefolder.scan(source)
-        return source, stat_fingerprint(source, tree.infos), tree
-    if cfg.dataset == "cifar10":
-        fs, path = filesystem(source)
-        files = [join(source, cifar.FOLDER, m) if fs.isdir(join(path, cifar.FOLDER))
-                 else join(source, m) for m in cifar.ALL_MEMBERS] if fs.isdir(path) else [source]
-        return source, content_fingerprint(files), None
-    return source, content_fingerprint([join(source, f) for f in idx.IDX_FILES.values()]), None
+    kind = KINDS[cfg.dataset]
+    source = normalize(cfg.source) if cfg.source else \
+        fetch_canonical(cfg.dataset, kind.canonical, cfg.cache_dir)
+    fingerprint, tree = kind.scan(source)
+    return source, fingerprint, tree
 
 
 def _load(cfg: PrepConfig, source: str, tree: Optional[imagefolder.Tree]) -> dict:
-    if cfg.dataset in idx.CLASSES:
-        return idx.load_idx_dataset(source, cfg.dataset)
-    if cfg.dataset == "cifar10":
-        return cifar.load_cifar_dataset(source)
-    total = sum(len(v) for v in tree.splits.values())
-    with Bar(f"decoding {cfg.resolved_name()}", total) as bar:
-        raw = imagefolder.load_imagefolder(tree, source, cfg.image_size, cfg.channels,
-                                           cfg.workers or os.cpu_count() or 1, cfg.max_pixels,
-                                           cfg.strict, bar)
+    raw = KINDS[cfg.dataset].load(cfg, source, tree)
     if "all_x" in raw:  # one tree: carve out the test split
         train, test = stratified_split(raw["all_y"], cfg.test_fraction, cfg.seed + 1)
         raw.update(train_x=raw["all_x"][train], train_y=raw["all_y"][train],
@@ -122,12 +110,12 @@ def prepare(cfg: PrepConfig) -> PrepResult:
     name, store = cfg.resolved_name(), check_store(cfg.store)
     source, fingerprint, tree = _source_and_fingerprint(cfg)
     key = dataset_key(fingerprint, cfg)
-    uri = join(store, "datasets", name, key)
+    uri = layout.dataset_uri(store, name, key)
     remove_stale_temporaries(uri)  # what a failed run of the same inputs left
     manifest = read_json(join(uri, MANIFEST))
     if manifest is not None and manifest.get("format") == FORMAT:
         log.info("%s: prepared already at %s (cache hit)", name, uri)
-        write_json(join(store, "datasets", name, "latest.json"), {"key": key, "uri": uri})
+        write_json(layout.latest(layout.dataset_dir(store, name)), {"key": key, "uri": uri})
         return PrepResult(uri, manifest, cache_hit=True)
     raw = _load(cfg, source, tree)
     n = len(raw["classes"])
@@ -149,7 +137,7 @@ def prepare(cfg: PrepConfig) -> PrepResult:
         "counts_before_val": _split_info(raw["train_y"], n),
         "skipped": {"count": len(raw["skipped"]), "files": [list(s) for s in raw["skipped"]]},
     }
-    _publish(uri, arrays, manifest, join(store, "datasets", name, "latest.json"))
+    _publish(uri, arrays, manifest, layout.latest(layout.dataset_dir(store, name)))
     return PrepResult(uri, manifest, cache_hit=False)
 
 

@@ -16,11 +16,6 @@ IDX_FILES = {
     "test_x": "t10k-images-idx3-ubyte.gz",
     "test_y": "t10k-labels-idx1-ubyte.gz",
 }
-CLASSES = {
-    "mnist": [str(i) for i in range(10)],
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
-}
 _UBYTE = 0x08
 
 
@@ -72,9 +67,9 @@ def load_pair(images_url: str, labels_url: str, num_classes: int) -> tuple[np.nd
     return x[:, None, :, :], y.astype(np.int64)
 
 
-def load_idx_dataset(source: str, kind: str) -> dict:
+def load_idx_dataset(source: str, classes: list[str]) -> dict:
     """All four IDX files of an MNIST-like source folder."""
-    n = len(CLASSES[kind])
+    n = len(classes)
     urls = {k: join(source, name) for k, name in IDX_FILES.items()}
     train_x, train_y = load_pair(urls["train_x"], urls["train_y"], n)
     test_x, test_y = load_pair(urls["test_x"], urls["test_y"], n)
@@ -82,4 +77,4 @@ def load_idx_dataset(source: str, kind: str) -> dict:
         raise DataError(f"{source}: train images {train_x.shape[1:]} and test images "
                         f"{test_x.shape[1:]} differ in shape")
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y,
-            "classes": CLASSES[kind], "skipped": []}
+            "classes": list(classes), "skipped": []}

@@ -41,30 +41,9 @@ class RemoteFile:
             raise DataError(f"{url}: checksum mismatch (got {got[:16]}…, want {want[:16]}…)")
 
 
-def _idx_files(bases: tuple[str, ...], sums: dict[str, str]) -> list[RemoteFile]:
+def idx_files(bases: tuple[str, ...], sums: dict[str, str]) -> list[RemoteFile]:
+    """The four IDX files of an MNIST-like set, each at every mirror base."""
     return [RemoteFile(n, tuple(b + n for b in bases), payload_sha256=s) for n, s in sums.items()]
-
-
-CANONICAL: dict[str, list[RemoteFile]] = {
-    "mnist": _idx_files(
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-         "https://storage.googleapis.com/cvdf-datasets/mnist/",
-         "http://yann.lecun.com/exdb/mnist/"),
-        {"train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-         "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-         "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-         "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"}),
-    "fashion-mnist": _idx_files(
-        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
-        {"train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-         "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-         "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-         "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"}),
-    "cifar10": [RemoteFile("cifar-10-python.tar.gz",
-                           ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
-                           md5="c58f30108f718f92721af3b95e74349a")],
-}
 
 
 def download(f: RemoteFile, folder: str) -> str:
@@ -97,13 +76,14 @@ def download(f: RemoteFile, folder: str) -> str:
     raise DataError(f"could not download {f.name}: " + "; ".join(failures))
 
 
-def fetch_canonical(kind: str, cache_dir: str) -> str:
-    """Download (or reuse) the canonical files of a dataset kind; returns the source to read."""
-    if kind not in CANONICAL:
+def fetch_canonical(kind: str, files: list[RemoteFile], cache_dir: str) -> str:
+    """Download (or reuse) the canonical files of a dataset kind; returns the source to read:
+    the file itself for a single archive, else their folder."""
+    if not files:
         raise DataError(f"dataset {kind!r} has no canonical download; give --source")
     folder = join(normalize(cache_dir), "downloads", kind)
-    paths = [download(f, folder) for f in CANONICAL[kind]]
-    return paths[0] if kind == "cifar10" else folder
+    paths = [download(f, folder) for f in files]
+    return paths[0] if len(paths) == 1 else folder
 
 
 def content_fingerprint(urls: list[str]) -> str:
