@@ -28,7 +28,7 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
         default = getattr(defaults, name) if defaults is not None \
             else field.get_default(call_default_factory=True)
         if isinstance(ann, type) and issubclass(ann, BaseModel):  # nested: flatten its fields
-            add_model_options(parser, ann, prefix, default)
+            add_model_options(parser, ann, prefix + _cli_prefix(field), default)
             continue
         flag = "--" + (prefix + name).replace("_", "-")
         text = field.description or ""
@@ -51,6 +51,13 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
         extra = (field.json_schema_extra or {}).get("cli_aliases", []) \
             if isinstance(field.json_schema_extra, dict) else []
         parser.add_argument(flag, *extra, **kw)
+
+
+def _cli_prefix(field: Any) -> str:
+    """A nested config's options are flattened; one whose names would clash carries a prefix
+    (the pipeline's study plan: --study-levers, --study-seeds, ...)."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("cli_prefix", ""))
 
 
 def _show(value: Any) -> str:
@@ -92,7 +99,7 @@ def _given(model: type[BaseModel], args: argparse.Namespace, prefix: str) -> dic
     for name, field in model.model_fields.items():
         ann = _unwrap(field.annotation)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out[name] = _given(ann, args, prefix)
+            out[name] = _given(ann, args, prefix + _cli_prefix(field))
         elif getattr(args, prefix + name, None) is not None:
             out[name] = getattr(args, prefix + name)
     return out
@@ -109,4 +116,4 @@ def one_line(err: ValidationError) -> str:
 
 
 # Field names that hold nested configs rather than options.
-_NESTED = {"base", "space", "tune", "model", "optim", "scaling"}
+_NESTED = {"base", "space", "tune", "model", "optim", "scaling", "plan", "study_plan"}

@@ -78,12 +78,12 @@ class PublishConfig(EvalConfig):
         0.0, ge=0, le=1, description="test accuracy it must add to become champion")
 
 
-class StudyConfig(BaseModel):
-    """One lever at a time, as in the original study: each lever swept from a base config."""
+class StudyPlan(BaseModel):
+    """The grids of the one-lever-at-a-time study: what `imgclf study` and the pipeline's study
+    sweep (the pipeline's options carry a `--study-` prefix)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    base: TrainConfig = TrainConfig()
     levers: list[Lever] = Field(list(LEVERS), min_length=1, description="levers to sweep")
     seeds: int = Field(3, gt=0, le=20, description="seeds per grid point")
     lr_grid: list[float] = Field([1e-4, 3e-4, 1e-3, 3e-3, 1e-2], min_length=1,
@@ -94,6 +94,15 @@ class StudyConfig(BaseModel):
     structure_grid: Optional[list[str]] = Field(None, description="presets (default: the "
                                                 "family's CPU-sized ones)")
     dropout_grid: list[float] = Field([0.0, 0.1, 0.3, 0.5], min_length=1, description="dropouts")
+
+
+class StudyConfig(BaseModel):
+    """One lever at a time, as in the original study: each lever swept from a base config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: TrainConfig = TrainConfig()
+    plan: StudyPlan = StudyPlan()
 
 
 class DatasetSpec(BaseModel):
@@ -157,8 +166,8 @@ class PipelineConfig(BaseModel):
     champion_margin: float = Field(
         0.0, ge=0, le=1, description="test accuracy a new model must add to become champion")
     study: bool = Field(False, description="also run the one-lever-at-a-time study")
-    study_levers: list[Lever] = Field(list(LEVERS), min_length=1, description="study levers")
-    study_seeds: int = Field(1, gt=0, le=20, description="seeds per study grid point")
+    study_plan: StudyPlan = Field(StudyPlan(seeds=1), description="the study's grids",
+                                  json_schema_extra={"cli_prefix": "study_"})
     run_id: Optional[Name] = Field(None, description="run folder name (default: from the inputs)")
 
     @model_validator(mode="after")

@@ -40,7 +40,7 @@ def final_config(cfg: PipelineConfig, best_train_config: Optional[dict[str, Any]
 
 def study_config(cfg: PipelineConfig, dataset: str, family: str) -> StudyConfig:
     return StudyConfig(base=base_train(cfg, dataset, family, cfg.seed, cfg.max_train_samples),
-                       levers=cfg.study_levers, seeds=cfg.study_seeds)
+                       plan=cfg.study_plan)
 
 
 def plan_trials(cfg: PipelineConfig, branches: int, measured: list[float]

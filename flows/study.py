@@ -21,8 +21,8 @@ from lightning_modules.store import join, read_json, write_bytes, write_json
 
 def grid(cfg: StudyConfig, lever: str) -> list[Any]:
     if lever == "structure":
-        return cfg.structure_grid or FAMILIES[cfg.base.model.family].cpu_presets()
-    return list(getattr(cfg, f"{lever}_grid"))
+        return cfg.plan.structure_grid or FAMILIES[cfg.base.model.family].cpu_presets()
+    return list(getattr(cfg.plan, f"{lever}_grid"))
 
 
 def point_config(base: TrainConfig, lever: str, value: Any, seed: int) -> TrainConfig:
@@ -51,7 +51,7 @@ def write_study(cfg: StudyConfig, results: dict[str, list]) -> str:
     uri = layout.study_uri(cfg.base.store, cfg.base.dataset, cfg.base.model.family,
                            layout.cache_key(cfg))
     title = f"{cfg.base.dataset} / {cfg.base.model.family}: one lever at a time " \
-            f"({cfg.seeds} seed(s), {cfg.base.epochs} epoch(s))"
+            f"({cfg.plan.seeds} seed(s), {cfg.base.epochs} epoch(s))"
     write_bytes(join(uri, "study.png"), lever_panels(results, title))
     write_json(join(uri, "study.json"), {"config": cfg.model_dump(mode="json"),
                                          "results": results})
@@ -62,11 +62,11 @@ def write_study(cfg: StudyConfig, results: dict[str, list]) -> str:
 def study(cfg: StudyConfig = StudyConfig()) -> str:
     """The original study's one-lever-at-a-time sweeps, with plots; returns the study's URI."""
     results: dict[str, list] = {}
-    for lever in cfg.levers:
+    for lever in cfg.plan.levers:
         results[lever] = []
         for value in grid(cfg, lever):
             accs = [point_accuracy(point_config(cfg.base, lever, value, cfg.base.seed + s))
-                    for s in range(cfg.seeds)]
+                    for s in range(cfg.plan.seeds)]
             results[lever].append({"value": value, **summarize(accs)})
     return write_study(cfg, results)
 

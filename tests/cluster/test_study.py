@@ -15,7 +15,7 @@ def test_one_lever_sweep_writes_plot_and_json(local_ray, prefect_harness):
     cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 300,
                             "model": {"family": "bp", "preset": "small"},
                             "optim": {"batch_size": 32}},
-                      levers=["dropout"], dropout_grid=[0.0, 0.5], seeds=2)
+                      plan={"levers": ["dropout"], "dropout_grid": [0.0, 0.5], "seeds": 2})
     uri = run_study(cfg)
     data = json.loads(Path(uri, "study.json").read_text())
     points = data["results"]["dropout"]
@@ -29,6 +29,6 @@ def test_one_lever_sweep_writes_plot_and_json(local_ray, prefect_harness):
 
 def test_bad_study_options():
     with pytest.raises(ValidationError, match="levers"):
-        StudyConfig(levers=["momentum"])
+        StudyConfig(plan={"levers": ["momentum"]})
     with pytest.raises(ValidationError, match="seeds"):
-        StudyConfig(seeds=0)
+        StudyConfig(plan={"seeds": 0})
