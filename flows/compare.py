@@ -3,9 +3,8 @@ the Jinja2 template flows/templates/comparison.html)."""
 from __future__ import annotations
 
 import base64
-import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -13,9 +12,10 @@ from prefect import task
 
 from flows.plots import curves_png, scatter_png
 from flows.records import BranchRecord, Cell, Files, chosen_seed, seed_summary
+from flows.stats import paired_test
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO
-from lightning_modules.store import join, read_json, read_npy, write_bytes, write_json
+from lightning_modules.store import join, read_json, write_bytes, write_json
 
 # The report's columns: (a Cell field, header, format). A new column is a Cell field
 # (flows/records.py), the line here, and where its value comes from in `cell()`.
@@ -26,24 +26,6 @@ COLUMNS = [
     ("latency_ms_p99", "p99 ms", ".2f"), ("best_params", "best hyperparameters", "params")]
 _TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(["html"]))
-
-
-def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict[str, Any]:
-    """McNemar's test on paired per-image correctness: exact binomial for ≤ 1000 discordant
-    pairs, the continuity-corrected chi-square above."""
-    b = int(np.sum(a_right & ~b_right))
-    c = int(np.sum(~a_right & b_right))
-    n = b + c
-    if n == 0:
-        p = 1.0
-    elif n <= 1000:
-        logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2)
-                for k in range(min(b, c) + 1)]
-        p = min(1.0, 2 * sum(math.exp(v) for v in logs))
-    else:
-        p = math.erfc(math.sqrt((abs(b - c) - 1) ** 2 / n / 2))
-    return {"only_a_right": b, "only_b_right": c, "p_value": p,
-            "test": "McNemar exact" if n <= 1000 else "McNemar chi-square (continuity)"}
 
 
 def cell(rec: BranchRecord) -> Cell:
@@ -71,19 +53,6 @@ def cells_of(comp: dict) -> list[tuple[str, str, Cell]]:
     """(dataset, family, cell) for every cell of a comparison."""
     return [(ds, fam, Cell.model_validate(c)) for ds, fams in comp["cells"].items()
             for fam, c in fams.items()]
-
-
-def paired_test(cells: dict[str, Cell]) -> Optional[dict]:
-    """McNemar between the two best families of a dataset, on the same test images."""
-    ok = sorted(((f, c) for f, c in cells.items() if c.status == "ok"),
-                key=lambda fc: -(fc[1].test_acc or 0.0))
-    if len(ok) < 2:
-        return None
-    (fa, a), (fb, b) = ok[:2]
-    y = read_npy(join(a.data_uri, "test_y.npy"))
-    pa = read_npy(join(a.bundle, "test_predictions.npy"))
-    pb = read_npy(join(b.bundle, "test_predictions.npy"))
-    return {"a": fa, "b": fb, **mcnemar(pa == y, pb == y)}
 
 
 def build(run_id: str, records: list[BranchRecord | dict], families: list[str],

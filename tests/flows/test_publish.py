@@ -7,7 +7,8 @@ import json
 import pytest
 import s3fs
 
-from flows.compare import build, mcnemar
+from flows.compare import build
+from flows.stats import mcnemar
 from flows.evaluate import evaluate_task
 from flows.publish import (
     MANIFEST,
