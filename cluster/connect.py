@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import ray
 
@@ -52,11 +53,19 @@ def _resolve(address: str) -> str:
         raise UserError(f"RAY_ADDRESS=auto: {e}") from None
 
 
+_connecting = threading.Lock()
+
+
 def connect(address: Optional[str], verbose: Optional[bool] = None) -> None:
     """Join --ray-address / $RAY_ADDRESS, or start a private local Ray; never Ray Client.
-    Worker output reaches the console only when verbose (`imgclf -v` sets IMGCLF_VERBOSE)."""
-    if ray.is_initialized():
-        return
+    Worker output reaches the console only when verbose (`imgclf -v` sets IMGCLF_VERBOSE).
+    Once per process: the pipeline's branches, in threads, share one connection."""
+    with _connecting:
+        if not ray.is_initialized():
+            _connect(address, verbose)
+
+
+def _connect(address: Optional[str], verbose: Optional[bool]) -> None:
     if verbose is None:
         verbose = bool(os.environ.get("IMGCLF_VERBOSE"))
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -169,3 +178,26 @@ def _start_local(quiet: dict) -> None:
              dashboard_port=port,
              runtime_env={"env_vars": {"RAY_API_SERVER_ADDRESS": url}}, **quiet)
     log.info("started a local Ray for this run (dashboard %s)", url)
+
+
+def tune_verbosity() -> int:
+    """Tune's console output: its status tables only with `imgclf -v` (the trial files, the
+    Prefect table and our progress lines say the same). Its new output engine prints an
+    experiment box even at verbosity 0; the legacy one at 0 prints nothing."""
+    if os.environ.get("IMGCLF_VERBOSE"):
+        return 2
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    return 0
+
+
+T = TypeVar("T")
+
+
+def on_cluster(address: Optional[str], fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) as a Ray task of its own (no CPU: it only drives Train and Tune), so that the
+    pipeline's branches each get their own Tune/Train driver process (Tune keeps per-process
+    state that concurrent experiments in one process trample) and Ray's scheduler, not the
+    caller, decides how many of their trainings run side by side. Errors come back as raised
+    (Ray's task error is also an instance of the original class)."""
+    connect(address)
+    return ray.get(ray.remote(num_cpus=0, max_retries=0)(fn).remote(*args))

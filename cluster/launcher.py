@@ -7,17 +7,18 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pyarrow.fs
 import ray
 import torch
+from ray import tune
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from cluster.config import TrainConfig
-from cluster.connect import connect
-from cluster.train_worker import CHECKPOINT_FILE, train_loop_per_worker
+from cluster.connect import connect, tune_verbosity
+from cluster.train_worker import CHECKPOINT_FILE, train_in_trial, train_loop_per_worker
 from lightning_modules import metrics as M
 from lightning_modules.bundle import load_checkpoint, net_state_from_checkpoint
 from lightning_modules.errors import UserError
@@ -56,7 +57,10 @@ def scaling(cfg: TrainConfig) -> tuple[ScalingConfig, int]:
     res = ray.cluster_resources()
     s = cfg.scaling
     use_gpu = s.use_gpu if s.use_gpu is not None else res.get("GPU", 0) >= 1
-    cpus = s.cpus_per_worker or max(1, int(res.get("CPU", 1)) // s.workers)
+    # By default the cluster's CPUs shared out, but never more than one node has.
+    biggest = max([n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+                  or [1])
+    cpus = s.cpus_per_worker or max(1, min(int(res.get("CPU", 1)) // s.workers, int(biggest)))
     return ScalingConfig(num_workers=s.workers, use_gpu=use_gpu, placement_strategy=s.placement,
                          resources_per_worker={"CPU": cpus}), cpus
 
@@ -111,27 +115,91 @@ def explain_failure(err: BaseException, sc: ScalingConfig, timeout_s: float) -> 
 
 
 def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
-    """Train on Ray (a run of the same name resumes from its latest checkpoint)."""
+    """Train on Ray (a run of the same name resumes from its latest checkpoint): one worker as
+    one Tune trial running Lightning directly, several as a Ray Train run (DDP)."""
     launched_at = time.time()
     connect(cfg.scaling.ray_address)
     check_cluster(cfg)
-    trainer = make_trainer(cfg, data_uri, name, launched_at=launched_at)
-    scaling_config = trainer.scaling_config
     start = time.perf_counter()
-    try:
-        result = trainer.fit()
-    except Exception as e:
-        reason = explain_failure(e, scaling_config, cfg.scaling.start_timeout_s)
-        if reason is None:
-            raise
-        raise UserError(reason) from None
+    if cfg.scaling.workers == 1:
+        best, best_metrics, latest = _fit_one(cfg, data_uri, name, launched_at)
+    else:
+        best, best_metrics, latest = _fit_ddp(cfg, data_uri, name, launched_at)
     seconds = time.perf_counter() - start
-    best, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1].get(M.SCORE, -1.0))
     with best.as_directory() as d:
         state = net_state_from_checkpoint(os.path.join(d, CHECKPOINT_FILE))
-    with result.checkpoint.as_directory() as d:  # the latest one holds every epoch's metrics
+    with latest.as_directory() as d:  # the latest one holds every epoch's metrics
         history = history_from_checkpoint(load_checkpoint(os.path.join(d, CHECKPOINT_FILE)))
     metrics = {k: float(v) for k, v in best_metrics.items()
                if isinstance(v, (int, float)) and "/" in k}
-    return Fitted(state, metrics, history, best.path, round(seconds, 2),
-                  scaling_config.num_workers)
+    return Fitted(state, metrics, history, best.path, round(seconds, 2), cfg.scaling.workers)
+
+
+def _best(checkpoints: list) -> tuple[Any, dict]:
+    return max(checkpoints, key=lambda cm: cm[1].get(M.SCORE, -1.0))
+
+
+def _fit_ddp(cfg: TrainConfig, data_uri: str, name: str, launched_at: float
+             ) -> tuple[Any, dict, Any]:
+    trainer = make_trainer(cfg, data_uri, name, launched_at=launched_at)
+    try:
+        result = trainer.fit()
+    except Exception as e:
+        reason = explain_failure(e, trainer.scaling_config, cfg.scaling.start_timeout_s)
+        if reason is None:
+            raise
+        raise UserError(reason) from None
+    return (*_best(result.best_checkpoints), result.checkpoint)
+
+
+def _fit_one(cfg: TrainConfig, data_uri: str, name: str, launched_at: float
+             ) -> tuple[Any, dict, Any]:
+    """One worker: a one-trial Tune run of Lightning in the trial's own process. Tune keeps the
+    best checkpoints in the store, retries a lost trial from its latest, and resumes a run of
+    the same name (no Train controller, worker group or placement group to start)."""
+    sc, threads = scaling(cfg)
+    resources = {"CPU": threads, "GPU": 1 if sc.use_gpu else 0}
+    wait_until_placeable(resources, cfg.scaling.start_timeout_s)
+    path, fs = storage(cfg.store)
+    trainable = tune.with_resources(train_in_trial, resources)
+    space = {"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri, "threads": threads,
+             "launched_at": launched_at}
+    exp_path = f"{path.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
+        tuner = tune.Tuner.restore(exp_path, trainable, resume_errored=True,
+                                   param_space=space, storage_filesystem=fs)
+    else:
+        tuner = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(num_samples=1),
+                           run_config=tune.RunConfig(
+                               name=name, storage_path=path, storage_filesystem=fs,
+                               verbose=tune_verbosity(),
+                               checkpoint_config=tune.CheckpointConfig(
+                                   num_to_keep=cfg.scaling.num_to_keep,
+                                   checkpoint_score_attribute=M.SCORE,
+                                   checkpoint_score_order=M.SCORE_MODE),
+                               failure_config=tune.FailureConfig(
+                                   max_failures=cfg.scaling.max_failures)))
+    result = tuner.fit()[0]
+    if result.error is not None:
+        raise result.error
+    if not result.best_checkpoints:
+        raise UserError(f"training run {name} reported no checkpoint; see {exp_path}")
+    return (*_best(result.best_checkpoints), result.checkpoint)
+
+
+def wait_until_placeable(resources: dict[str, float], timeout_s: float) -> None:
+    """A trial whose resources no node has would wait in Tune forever: wait for a node that
+    could host it (an autoscaler may be adding one) for at most timeout_s, then say why."""
+    want = {k: v for k, v in resources.items() if v}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if any(all(n.get(k, 0) >= v for k, v in want.items()) for n in nodes):
+            return
+        if time.monotonic() >= deadline:
+            have = [{k: n.get(k, 0) for k in want} for n in nodes]
+            raise UserError(f"the training worker did not start within {timeout_s:.0f} s: "
+                            f"{want} fits on no node of the Ray cluster {have}; use fewer "
+                            "--cpus-per-worker, or a longer --start-timeout-s if the cluster "
+                            "is scaling up")
+        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))

@@ -1,13 +1,17 @@
-"""The per-worker training function Ray Train runs on every rank (Lightning inside, DDP via Ray)."""
+"""The training functions Ray runs: on every rank of a Ray Train run (Lightning inside, DDP via
+Ray), or, for one worker, Lightning directly in a Tune trial (no Train controller or worker
+group to start: Ray's documented pattern for Lightning in Tune)."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from typing import Any, Optional
 
 import lightning.pytorch as pl
 import ray.train
 import torch
+from ray import tune
 from ray.train.lightning import (
     RayDDPStrategy,
     RayLightningEnvironment,
@@ -92,22 +96,55 @@ def callbacks(config: dict) -> list[pl.Callback]:
             RayTrainReportCallback()]
 
 
+def lightning_trainer(cfg: TrainConfig, cbs: list[pl.Callback], world_size: int) -> pl.Trainer:
+    """The Lightning Trainer of a run: Ray's reports replace Lightning's checkpoints and logs."""
+    return pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",
+                      **distributed(world_size), callbacks=cbs, enable_checkpointing=False,
+                      logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=0)
+
+
+def fit_from(trainer: pl.Trainer, module: Classifier, dm: PreparedData,
+             checkpoint: Optional[Any]) -> None:
+    """Fit, resuming from the run's latest checkpoint when Ray hands one back."""
+    if checkpoint is None:
+        trainer.fit(module, datamodule=dm)
+        return
+    with checkpoint.as_directory() as ckpt_dir:
+        trainer.fit(module, datamodule=dm, ckpt_path=os.path.join(ckpt_dir, CHECKPOINT_FILE))
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Entry point of each Ray Train worker; resumes from the run's latest checkpoint if any."""
     cfg = TrainConfig(**config["cfg"])
     torch.set_num_threads(int(config["threads"]))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dm = build(cfg, config["data_uri"])
-    trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",
-                         **distributed(ray.train.get_context().get_world_size()),
-                         callbacks=callbacks(config), enable_checkpointing=False, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0)
-    if ray.train.get_context().get_world_size() > 1:
+    world = ray.train.get_context().get_world_size()
+    trainer = lightning_trainer(cfg, callbacks(config), world)
+    if world > 1:
         trainer = prepare_trainer(trainer)
-    checkpoint: Optional[ray.train.Checkpoint] = ray.train.get_checkpoint()
-    if checkpoint is None:
-        trainer.fit(module, datamodule=dm)
-        return
-    with checkpoint.as_directory() as ckpt_dir:  # the latest checkpoint of this run: resume
-        trainer.fit(module, datamodule=dm, ckpt_path=os.path.join(ckpt_dir, CHECKPOINT_FILE))
+    fit_from(trainer, module, dm, ray.train.get_checkpoint())
+
+
+class TuneReport(pl.Callback):
+    """Each epoch's metrics and a checkpoint to Tune (after validation, as Ray Train's report
+    callback does), so ASHA sees every epoch and a restarted trial resumes from the latest."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                   if getattr(v, "numel", lambda: 1)() == 1}
+        metrics["epoch"] = trainer.current_epoch
+        with tempfile.TemporaryDirectory() as d:
+            trainer.save_checkpoint(os.path.join(d, CHECKPOINT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def train_in_trial(config: dict) -> None:
+    """One worker's training as a Tune trial of its own: Lightning in this process."""
+    cfg = TrainConfig(**config["cfg"])
+    torch.set_num_threads(int(config["threads"]))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    module, dm = build(cfg, config["data_uri"])
+    cbs = [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(), TuneReport()]
+    fit_from(lightning_trainer(cfg, cbs, 1), module, dm, tune.get_checkpoint())

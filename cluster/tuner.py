@@ -1,5 +1,7 @@
-"""Ray Tune over the study's levers. Each trial drives its own TorchTrainer (the Ray Train V2
-pattern) whose epoch reports reach Tune through TuneReportCallback; ASHA stops weak trials.
+"""Ray Tune over the study's levers; ASHA stops weak trials. A one-worker trial runs Lightning
+directly in its own process (Ray's pattern for Lightning in Tune: nothing else to start); a
+trial of several workers drives its own TorchTrainer (the Ray Train V2 pattern) whose epoch
+reports reach Tune through TuneReportCallback.
 It runs the trials and hands back their rows; naming, caching and best.json are the tune
 stage's (flows/tune.py)."""
 from __future__ import annotations
@@ -17,8 +19,9 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from cluster.config import SearchSpace, TrainConfig, TuneConfig, apply_levers
-from cluster.connect import connect
+from cluster.connect import connect, tune_verbosity
 from cluster.launcher import make_trainer, storage
+from cluster.train_worker import train_in_trial
 from lightning_modules import metrics as M
 from lightning_modules.errors import UserError
 from lightning_modules.nets import FAMILIES
@@ -61,13 +64,24 @@ def param_space(space: SearchSpace, family: str) -> dict[str, Any]:
             "weight_decay": tune.choice(s.weight_decays)}
 
 
+def trial_config(config: dict[str, Any]) -> TrainConfig:
+    """The trial's training config: the base with its sampled levers."""
+    return apply_levers(TrainConfig(**config["base"]), config["params"],
+                        epochs=config["max_epochs"])
+
+
 def trial_driver(config: dict[str, Any]) -> None:
-    """One Tune trial: launch a TorchTrainer and forward its epoch reports to Tune."""
-    cfg = apply_levers(TrainConfig(**config["base"]), config["params"],
-                       epochs=config["max_epochs"])
+    """A trial of several workers: launch a TorchTrainer and forward its epoch reports to Tune."""
     trial = tune.get_context().get_trial_id()
-    make_trainer(cfg, config["data_uri"], f"{config['tune_name']}-{trial}",
+    make_trainer(trial_config(config), config["data_uri"], f"{config['tune_name']}-{trial}",
                  callbacks=[TuneReportCallback()]).fit()
+
+
+def direct_trial(config: dict[str, Any]) -> None:
+    """A one-worker trial: Lightning in this process, each epoch reported to Tune."""
+    cfg = trial_config(config)
+    train_in_trial({"cfg": cfg.model_dump(mode="json"), "data_uri": config["data_uri"],
+                    "threads": cfg.scaling.cpus_per_worker or 1, "launched_at": time.time()})
 
 
 class TrialLog(tune.Callback):
@@ -124,9 +138,7 @@ def run_trials(cfg: TuneConfig, name: str, data_uri: str, log_uri: str
     connect(cfg.base.scaling.ray_address)
     base = _check_capacity(cfg)
     path, fs = storage(cfg.base.store)
-    # The trial driver only waits on its TorchTrainer: no CPU of its own (a token of memory,
-    # since Tune refuses an empty request), so the CPUs all go to the training workers.
-    trainable = tune.with_resources(trial_driver, {"CPU": 0, "memory": 1})
+    trainable = _trainable(base)
     exp_path = f"{path.rstrip('/')}/{name}"
     full_space = {"params": space, "base": base.model_dump(mode="json"), "data_uri": data_uri,
                   "max_epochs": cfg.tune.max_epochs, "tune_name": name}
@@ -142,12 +154,24 @@ def run_trials(cfg: TuneConfig, name: str, data_uri: str, log_uri: str
                            run_config=tune.RunConfig(
                                name=name, storage_path=path, storage_filesystem=fs,
                                callbacks=[TrialLog(log_uri)],
-                               # Tune's status tables only with `imgclf -v`; the trial files
-                               # and the Prefect table say the same.
-                               verbose=2 if os.environ.get("IMGCLF_VERBOSE") else 0))
+                               # A trial's latest checkpoint is all a resume needs.
+                               checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                               verbose=tune_verbosity()))
     started = time.perf_counter()
     results = tuner.fit()
     return _trial_rows(results, cfg.tune.max_epochs), time.perf_counter() - started
+
+
+def _trainable(base: TrainConfig) -> Any:
+    """One worker: the trial holds its CPUs (and GPU) and trains itself. Several: the trial
+    driver only waits on its TorchTrainer, so it holds no CPU (a token of memory, since Tune
+    refuses an empty request) and the CPUs all go to the training workers."""
+    if base.scaling.workers == 1:
+        gpu = 1 if base.scaling.use_gpu or (base.scaling.use_gpu is None
+                                            and ray.cluster_resources().get("GPU", 0) >= 1) else 0
+        return tune.with_resources(direct_trial, {"CPU": base.scaling.cpus_per_worker or 1,
+                                                  "GPU": gpu})
+    return tune.with_resources(trial_driver, {"CPU": 0, "memory": 1})
 
 
 def _tune_config(cfg: TuneConfig) -> tune.TuneConfig:

@@ -8,10 +8,12 @@ import logging
 import os
 from typing import Any, Optional
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
+from prefect.task_runners import ThreadPoolTaskRunner
 
+from cluster.connect import connect
 from flows.compare import compare_task, table_rows
 from flows.config import PipelineConfig, ProfileName
 from flows.evaluate import evaluate_task
@@ -60,11 +62,12 @@ def prepare_all(cfg: PipelineConfig) -> tuple[dict[str, str], dict[str, str]]:
     return ok, failed
 
 
-def run_branch(cfg: PipelineConfig, ds: str, fam: str, n_branches: int,
-               measured: list[float]) -> BranchRecord:
-    """Tune, train (one model per seed) and evaluate one (dataset, family)."""
+@task(task_run_name="branch {ds}/{fam}")
+def branch_task(cfg: PipelineConfig, ds: str, fam: str, n_branches: int) -> BranchRecord:
+    """Tune, train (one model per seed) and evaluate one (dataset, family). Every branch is
+    submitted at once: the Ray cluster's free resources decide how many train side by side."""
     log = get_run_logger()
-    trials, note = plan_trials(cfg, n_branches, measured)
+    trials, note = plan_trials(cfg, n_branches)
     step(log, "%s/%s: tuning (%d trial(s))", ds, fam, trials)
     rec = BranchRecord(dataset=ds, family=fam, trials_requested=cfg.tune.num_samples,
                        budget_note=note)
@@ -72,8 +75,6 @@ def run_branch(cfg: PipelineConfig, ds: str, fam: str, n_branches: int,
     if err:
         return rec.model_copy(update={"error": f"tuning: {err}"})
     step(log, "%s/%s: tuned%s", ds, fam, " (cached)" if tuned.cached else "")
-    if tuned.best.wall_seconds and tuned.best.trials:
-        measured.append(tuned.best.wall_seconds / tuned.best.trials)
     rec.tune_uri, rec.tune_cached = tuned.best_uri, tuned.cached
     for s in range(cfg.seeds):
         tcfg = final_config(cfg, tuned.best.train_config, ds, fam, cfg.seed + s)
@@ -108,7 +109,7 @@ def apply_storage_block(name: Optional[str]) -> None:
     os.environ.update({str(k): str(v) for k, v in env.items()})
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=64))
 def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "default",
              store: Optional[str] = None, storage_block: Optional[str] = None) -> str:
     """The whole study as one DAG. Returns the run folder's URI (its manifest lists the files).
@@ -135,15 +136,21 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     if retrain_decision(cfg, rid, run, keys) == "unchanged":
         return run
     branches = [(ds, fam) for ds in data for fam in cfg.families]
+    connect(cfg.scaling.ray_address)  # one Ray connection for every branch of the run
+    step(log, "%d branches submitted: %s", len(branches),
+         ", ".join(f"{ds}/{fam}" for ds, fam in branches))
+    futures = [branch_task.submit(cfg, ds, fam, len(branches)) for ds, fam in branches]
     records: list[BranchRecord] = []
-    measured: list[float] = []
     studies: dict[str, str] = {}
-    for i, (ds, fam) in enumerate(branches, 1):
-        step(log, "branch %d/%d: %s/%s", i, len(branches), ds, fam)
-        rec = run_branch(cfg, ds, fam, len(branches), measured)
+    for (ds, fam), fut in zip(branches, futures):
+        fut.wait()
+        rec, err = _outcome(fut.state)
+        rec = rec or BranchRecord(dataset=ds, family=fam, error=err)
         if rec.error:
             step(log, "%s/%s failed: %s", ds, fam, rec.error)
         records.append(rec)
+    for rec in records:  # the study sweeps its own grid after the branches (`--study`)
+        ds, fam = rec.dataset, rec.family
         if cfg.study and not rec.error:
             uri, err = _outcome(study(study_config(cfg, ds, fam), return_state=True))
             if uri:

@@ -1,7 +1,6 @@
 """Pure planning for the pipeline: run ids, per-branch configs and the tuning budget."""
 from __future__ import annotations
 
-import statistics
 from typing import Any, Optional
 
 from cluster.config import TrainConfig, TuneConfig
@@ -43,16 +42,15 @@ def study_config(cfg: PipelineConfig, dataset: str, family: str) -> StudyConfig:
                        plan=cfg.study_plan)
 
 
-def plan_trials(cfg: PipelineConfig, branches: int, measured: list[float]
-                ) -> tuple[int, Optional[str]]:
-    """Trials for the next tuning: as asked, or fewer when the run's time budget is short.
-    The per-trial cost is what earlier tunings of this run measured (stored with them, so a
-    re-run plans the same and hits the cache), else `trial_seconds_guess`."""
+def plan_trials(cfg: PipelineConfig, branches: int) -> tuple[int, Optional[str]]:
+    """Trials for a branch's tuning: as asked, or fewer when the run's time budget is short,
+    at `trial_seconds_guess` per trial. Planned before any branch runs (they all start at
+    once), so a re-run plans the same and hits the cache."""
     asked = cfg.tune.num_samples
     if cfg.run_time_budget_s is None:
         return asked, None
     share = cfg.tune_share * cfg.run_time_budget_s / branches
-    per_trial = statistics.fmean(measured) if measured else cfg.trial_seconds_guess
+    per_trial = cfg.trial_seconds_guess
     n = max(1, min(asked, int(share // per_trial)))
     if n == asked:
         return n, None

@@ -75,8 +75,11 @@ def train_model(cfg: TrainConfig) -> TrainOutcome:
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient_only)
 def train_task(cfg: TrainConfig) -> str:
-    """Train (a retry resumes the same Ray run from its last checkpoint); returns the bundle URI."""
-    return train_model(cfg).bundle_uri
+    """Train (a retry resumes the same Ray run from its last checkpoint); returns the bundle URI.
+    Driven from a Ray task of its own, so trainings submitted together run side by side."""
+    from cluster.connect import on_cluster
+
+    return on_cluster(cfg.scaling.ray_address, train_model, cfg).bundle_uri
 
 
 @flow(name="train")

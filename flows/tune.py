@@ -102,8 +102,11 @@ def trials_artifact(out: TuneOutcome) -> None:
       task_run_name="tune {cfg.base.dataset}/{cfg.base.model.family}")
 def tune_task(cfg: TuneConfig) -> TuneOutcome:
     """Run or resume the search (finished trials are kept), or reuse a finished one with the
-    same inputs; its trials become a table in the run's Artifacts tab."""
-    out = tune_model(cfg)
+    same inputs; its trials become a table in the run's Artifacts tab. The search is driven
+    from a Ray task of its own, so branches submitted together tune side by side."""
+    from cluster.connect import on_cluster
+
+    out = on_cluster(cfg.base.scaling.ray_address, tune_model, cfg)
     trials_artifact(out)
     return out
 

@@ -6,15 +6,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from flows.prep import cifar, idx, imagefolder
 from flows.prep.sources import RemoteFile, content_fingerprint, idx_files, stat_fingerprint
 from flows.progress import Bar
 from lightning_modules.store import filesystem, join
 
-if TYPE_CHECKING:
-    from flows.config import PrepConfig
+
+class PrepOptions(Protocol):
+    """What a reader takes of the prep config (flows.config.PrepConfig, which imports KINDS)."""
+
+    image_size: Optional[int]
+    channels: Optional[int]
+    workers: Optional[int]
+    max_pixels: int
+    strict: bool
+
+    def resolved_name(self) -> str: ...
 
 Scan = tuple[str, Optional[imagefolder.Tree]]  # (fingerprint, the scanned tree if any)
 
@@ -25,7 +34,7 @@ class Kind:
 
     about: str
     scan: Callable[[str], Scan]
-    load: Callable[["PrepConfig", str, Optional[imagefolder.Tree]], dict[str, Any]]
+    load: Callable[[PrepOptions, str, Optional[imagefolder.Tree]], dict[str, Any]]
     canonical: list[RemoteFile] = field(default_factory=list)
     # The offline copy under $IMGCLF_OFFLINE_DATA (or ../shared/datasets) and the kind it is
     # read as (CIFAR-10's copy is a JPEG image-folder tree).
@@ -52,7 +61,7 @@ def _folder_scan(source: str) -> Scan:
     return stat_fingerprint(source, tree.infos), tree
 
 
-def _folder_load(cfg: "PrepConfig", source: str, tree: Optional[imagefolder.Tree]
+def _folder_load(cfg: PrepOptions, source: str, tree: Optional[imagefolder.Tree]
                  ) -> dict[str, Any]:
     assert tree is not None
     total = sum(len(v) for v in tree.splits.values())

@@ -8,7 +8,6 @@ import pytest
 import s3fs
 
 from flows.compare import build
-from flows.stats import mcnemar
 from flows.evaluate import evaluate_task
 from flows.publish import (
     MANIFEST,
@@ -18,6 +17,7 @@ from flows.publish import (
     update_champion,
     verify_run,
 )
+from flows.stats import mcnemar
 from lightning_modules import metrics as M
 from lightning_modules.errors import DataError
 from lightning_modules.store import filesystem, join, read_json
