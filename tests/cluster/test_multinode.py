@@ -24,6 +24,8 @@ from tests.cluster.faults import inject_fail_once
 from tests.conftest import shared_dataset
 from tests.datagen import idx_subset
 
+pytestmark = pytest.mark.slow  # a simulated multi-node Ray cluster
+
 
 def _cluster(workers: int):
     """A CPU-less head (drivers only) and 1-CPU worker nodes; the driver joins the head."""

@@ -11,6 +11,7 @@ from flows.config import StudyConfig
 from flows.study import run_study
 
 
+@pytest.mark.slow  # real trainings on Ray
 def test_one_lever_sweep_writes_plot_and_json(local_ray, prefect_harness):
     cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 300,
                             "model": {"family": "bp", "preset": "small"},

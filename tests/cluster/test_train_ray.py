@@ -1,6 +1,8 @@
 """Real Ray Train runs on a local Ray: 2-worker DDP, checkpoints, bundle, resume after a crash."""
 from __future__ import annotations
 
+import pytest
+
 import glob
 import json
 import time
@@ -15,6 +17,8 @@ from lightning_modules import metrics as M
 from lightning_modules.bundle import load_bundle
 from lightning_modules.datamodule import PreparedData
 from tests.cluster.faults import inject_fail_once
+
+pytestmark = pytest.mark.slow  # real Ray Train runs
 
 
 def _cfg(store, **kw):

@@ -32,6 +32,7 @@ def _cfg(store, samples=4, name=None):
                       tune={"num_samples": samples, "max_epochs": 2, "tune_name": name})
 
 
+@pytest.mark.slow  # real Ray Tune runs
 def test_asha_stops_early_and_the_best_trial_wins(local_ray):
     out = run_tune(_cfg(local_ray, name="asha"))
     rows = out.trials
@@ -47,6 +48,7 @@ def test_asha_stops_early_and_the_best_trial_wins(local_ray):
     assert saved["train_config"]["optim"]["lr"] == top["params"]["lr"]
 
 
+@pytest.mark.slow  # real Ray Tune runs
 def test_interrupted_tune_resumes_without_rerunning_finished_trials(local_ray, tmp_path):
     cfg = _cfg(local_ray, samples=4, name="resume")
     trials_dir = Path(local_ray, "tuning/mnist/bp/resume/trials")
@@ -91,6 +93,7 @@ def test_bad_search_space(space, match):
         TuneConfig(space=space)
 
 
+@pytest.mark.slow  # real Ray Tune runs
 def test_zero_budget_and_unplaceable_concurrency(local_ray):
     with pytest.raises(ValidationError, match="greater than 0"):
         TuneConfig(tune={"num_samples": 0})

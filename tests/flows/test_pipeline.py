@@ -4,6 +4,8 @@ pointers; a corrupt dataset fails its branch only. Then a re-run with the same i
 stage is a cache hit and nothing is published twice."""
 from __future__ import annotations
 
+import pytest
+
 import gzip
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from lightning_modules import metrics as M
 from lightning_modules.store import join, read_json
 from tests.conftest import shared_dataset
 from tests.datagen import idx_subset
+
+pytestmark = pytest.mark.slow  # the whole pipeline on Ray
 
 
 def tiny_sources(tmp_path: Path) -> list[dict]:

@@ -121,6 +121,7 @@ def test_publish_to_s3_survives_an_endpoint_that_fails_twice(tiny_dataset, s3_bu
     assert "mnist/bp/weights.safetensors" in verify_run(run)["files"]
 
 
+@pytest.mark.slow  # Prefect retries against an endpoint that goes down
 def test_publish_to_s3_that_goes_down_lists_nothing(prefect_harness, tiny_dataset, s3_bucket,
                                                     flaky_s3):
     store, data = tiny_dataset

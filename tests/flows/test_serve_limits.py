@@ -60,6 +60,7 @@ def _predict(url: str, body: bytes) -> httpx.Response:
                       headers={"content-type": "image/png"}, timeout=60)
 
 
+@pytest.mark.slow  # a live server held by slow clients
 def test_idle_clients_cannot_hold_the_page(server, digit):
     """70 clients each send half a request and stall: a real request is answered at once, and
     the server drops the stalled ones after its header timeout."""
@@ -111,6 +112,7 @@ def test_an_undeclared_oversized_body_is_cut_off_with_413(server):
     assert r.status_code == 413 and "limit" in r.json()["detail"]
 
 
+@pytest.mark.slow  # a live server held by slow clients
 def test_a_body_that_never_arrives_gets_408(server):
     url, _ = server
     t = time.perf_counter()
@@ -121,6 +123,7 @@ def test_a_body_that_never_arrives_gets_408(server):
     assert time.perf_counter() - t < BODY_TIMEOUT_S + 5
 
 
+@pytest.mark.slow  # a live server held by slow clients
 def test_a_burst_queues_instead_of_503(server, digit):
     url, _ = server
     with cf.ThreadPoolExecutor(200) as pool:

@@ -69,6 +69,7 @@ def test_an_unwritable_store_is_refused_before_any_work(tmp_path):
     one_line_error(out, "store /proc/imgclf is not writable")
 
 
+@pytest.mark.slow  # retries with backoff against a real endpoint
 def test_a_dead_endpoint_is_retried_then_named(s3_endpoint, s3_bucket, src):
     dead = f"http://127.0.0.1:{_free_port()}"
     out = imgclf("prepare", "--source", src, "--store", f"{s3_bucket}/x",
@@ -76,6 +77,7 @@ def test_a_dead_endpoint_is_retried_then_named(s3_endpoint, s3_bucket, src):
     one_line_error(out, f"{s3_bucket}/x", dead, "did not answer after 2 tries")
 
 
+@pytest.mark.slow  # retries with backoff against a real endpoint
 def test_missing_credentials_are_named(s3_endpoint, s3_bucket, src):
     out = imgclf("prepare", "--source", src, "--store", f"{s3_bucket}/x",
                  AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="", AWS_EC2_METADATA_DISABLED="true",
@@ -100,6 +102,7 @@ def _state(fs: s3fs.S3FileSystem, store: str) -> tuple[list[str], list[str], dic
             json.loads(fs.cat_file(latest)) if latest in files else None)
 
 
+@pytest.mark.slow  # retries with backoff against a real endpoint
 @pytest.mark.parametrize("cut", [3, 12, 24, 40, "PUT", "latest.json"])
 def test_an_outage_mid_prepare_leaves_nothing_half_visible(s3_endpoint, s3_bucket, src, cut):
     """The endpoint goes down after `cut` requests (a clean prepare takes ~50), or from the
