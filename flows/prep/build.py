@@ -1,8 +1,6 @@
 """prepare(cfg): raw source → split, normalised-stats, content-addressed dataset in a store."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -53,8 +51,8 @@ class PrepResult:
 
 def dataset_key(fingerprint: str, cfg: PrepConfig) -> str:
     opts = {k: getattr(cfg, k) for k in KEYED}
-    blob = json.dumps({"format": FORMAT, "source": fingerprint, "options": opts}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return layout.cache_key({"format": FORMAT, "source": fingerprint, "options": opts},
+                            length=16)
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
