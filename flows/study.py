@@ -71,7 +71,5 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
     return write_study(cfg, results)
 
 
-run_study = study  # the CLI's and the tests' name for it
-
 if __name__ == "__main__":
     print(study(StudyConfig()))

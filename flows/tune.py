@@ -4,7 +4,7 @@ best.json and trials.json; cluster/tuner.py only runs the trials."""
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
@@ -115,12 +115,6 @@ def tune_task(cfg: TuneConfig) -> TuneOutcome:
 def tune(cfg: TuneConfig = TuneConfig()) -> str:
     """ASHA search over the five levers; returns the URI of the best config (best.json)."""
     return tune_task(cfg).best_uri
-
-
-def best_train_config(best_uri: Optional[str]) -> Optional[dict[str, Any]]:
-    """The training config of a finished tuning's winner, or None."""
-    best = read_json(best_uri) if best_uri else None
-    return None if best is None else best["train_config"]
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from flows.config import StudyConfig
-from flows.study import run_study
+from flows.study import study
 
 
 @pytest.mark.slow  # real trainings on Ray
@@ -17,7 +17,7 @@ def test_one_lever_sweep_writes_plot_and_json(local_ray, prefect_harness):
                             "model": {"family": "bp", "preset": "small"},
                             "optim": {"batch_size": 32}},
                       plan={"levers": ["dropout"], "dropout_grid": [0.0, 0.5], "seeds": 2})
-    uri = run_study(cfg)
+    uri = study(cfg)
     data = json.loads(Path(uri, "study.json").read_text())
     points = data["results"]["dropout"]
     assert [p["value"] for p in points] == [0.0, 0.5]
@@ -25,7 +25,7 @@ def test_one_lever_sweep_writes_plot_and_json(local_ray, prefect_harness):
         assert len(p["accs"]) == 2 and all(0.0 <= a <= 1.0 for a in p["accs"])
         assert p["mean"] == pytest.approx(sum(p["accs"]) / 2)
     assert Path(uri, "study.png").read_bytes()[:4] == b"\x89PNG"
-    assert run_study(cfg) == uri  # a re-run reuses every trained and evaluated point
+    assert study(cfg) == uri  # a re-run reuses every trained and evaluated point
 
 
 def test_bad_study_options():

@@ -1,12 +1,11 @@
 """Real Ray Train runs on a local Ray: 2-worker DDP, checkpoints, bundle, resume after a crash."""
 from __future__ import annotations
 
-import pytest
-
 import glob
 import json
 import time
 
+import pytest
 import ray
 import torch
 

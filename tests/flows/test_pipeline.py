@@ -4,11 +4,10 @@ pointers; a corrupt dataset fails its branch only. Then a re-run with the same i
 stage is a cache hit and nothing is published twice."""
 from __future__ import annotations
 
-import pytest
-
 import gzip
 from pathlib import Path
 
+import pytest
 import s3fs
 
 from flows.config import PipelineConfig
