@@ -1,7 +1,10 @@
 """Plots people would rather look at than read; PNG bytes, headless (Agg)."""
 from __future__ import annotations
 
+import functools
 import io
+import threading
+from typing import Any, Callable, TypeVar
 
 import matplotlib
 
@@ -11,6 +14,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lightning_modules import metrics as M  # noqa: E402
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+# pyplot keeps global state (the current figure): the pipeline's branches evaluate in threads
+# of one process, so every plot is drawn under one lock.
+_PYPLOT = threading.Lock()
+
+
+def one_at_a_time(fn: F) -> F:
+    @functools.wraps(fn)
+    def locked(*args: Any, **kw: Any) -> Any:
+        with _PYPLOT:
+            return fn(*args, **kw)
+    return locked  # type: ignore[return-value]
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -18,6 +35,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+@one_at_a_time
 def confusion_png(cm: list[list[int]], classes: list[str], title: str) -> bytes:
     """Row-normalised confusion matrix with counts in the cells."""
     n = len(classes)
@@ -36,6 +54,7 @@ def confusion_png(cm: list[list[int]], classes: list[str], title: str) -> bytes:
     return _png(fig)
 
 
+@one_at_a_time
 def lever_panels(results: dict[str, list], title: str) -> bytes:
     """One panel per lever: test accuracy (mean ± std over seeds) against the lever's values."""
     fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.2), squeeze=False)
@@ -52,6 +71,7 @@ def lever_panels(results: dict[str, list], title: str) -> bytes:
     return _png(fig)
 
 
+@one_at_a_time
 def curves_png(series: dict[str, list[dict]], title: str = "training curves") -> bytes:
     """Validation accuracy and loss per epoch, one line per labelled history."""
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
@@ -71,6 +91,7 @@ def curves_png(series: dict[str, list[dict]], title: str = "training curves") ->
     return _png(fig)
 
 
+@one_at_a_time
 def scatter_png(points: list[tuple[str, float, float]], xlabel: str, title: str,
                 logx: bool = False) -> bytes:
     """Test accuracy against a cost (parameters, training time), one labelled point per model."""

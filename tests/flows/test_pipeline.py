@@ -38,6 +38,17 @@ def _listing(store: str) -> dict[str, str]:
     return {p: info.get("ETag", "") for p, info in fs.find(store, detail=True).items()}
 
 
+def _branch_spans(flow_run_id) -> list[tuple]:
+    """(start, end) of each `branch` task run of a flow run, as the Prefect API records them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[flow_run_id])))
+    return [(r.start_time, r.end_time) for r in runs if r.name.startswith("branch ")]
+
+
 def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_path,
                                                              prefect_harness):
     store = f"{s3_bucket}/imgclf"
@@ -46,7 +57,12 @@ def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_pat
         max_train_samples=None, tune_train_samples=None, run_time_budget_s=None,
         tune={"num_samples": 2, "max_epochs": 1, "max_concurrent": 2},
         space={"batch_sizes": [32, 64]})
-    run = pipeline(cfg=cfg)
+    state = pipeline(cfg=cfg, return_state=True)
+    run = state.result()
+    # Fan-out: the four branches ran side by side, not one after another.
+    spans = _branch_spans(state.state_details.flow_run_id)
+    assert len(spans) == 4
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
 
     latest = read_json(join(store, "runs", "latest.json"))
     assert latest["uri"] == run
