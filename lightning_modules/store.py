@@ -111,12 +111,17 @@ PROBE = ".imgclf-probe-"
 
 
 def _probe(url: str) -> None:
-    """Write and remove a small file; probes an outage kept from being removed go now."""
+    """Write and remove a small file; probes an outage kept from being removed go now. Runs
+    side by side (the pipeline's branches) probe the same store at once: a probe that another
+    run removed first is gone, as wanted, not an error."""
     fs, path = filesystem(url)
     try:
         write_bytes(join(url, f"{PROBE}{uuid.uuid4().hex[:8]}"), b"")
         for old in retrying(url, "listing", lambda: fs.glob(join(path, PROBE + "*"))):
-            remove(url + old[len(path):])
+            try:
+                remove(url + old[len(path):])
+            except FileNotFoundError:
+                pass
     except StoreError:
         raise
     except Exception as e:

@@ -148,3 +148,21 @@ def test_a_local_temporary_prefix_of_a_killed_prepare_is_removed_by_the_next(tmp
     out = imgclf("prepare", "--source", src, "--store", str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert not left.exists() and (tmp_path / "datasets" / "mnist" / key / "manifest.json").exists()
+
+
+def test_runs_side_by_side_probe_one_store_without_tripping_each_other(s3_bucket):
+    """The pipeline's branches check the store at once, each in its own process; one may
+    remove another's probe file first. Threads here, against moto's S3 on loopback."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lightning_modules import store
+
+    def probe_a_few(_: int) -> int:
+        for _ in range(4):
+            store._probe(f"{s3_bucket}/shared")
+        return 1
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(probe_a_few, range(8))) == 8
+    fs, path = store.filesystem(f"{s3_bucket}/shared")
+    fs.invalidate_cache()
+    assert not fs.glob(store.join(path, store.PROBE + "*"))  # every probe gone in the end
