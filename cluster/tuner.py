@@ -20,7 +20,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from cluster.config import SearchSpace, TrainConfig, TuneConfig, apply_levers
 from cluster.connect import connect, tune_verbosity
-from cluster.launcher import make_trainer, storage
+from cluster.launcher import make_trainer, scaling, storage
 from cluster.train_worker import train_in_trial
 from lightning_modules import metrics as M
 from lightning_modules.errors import UserError
@@ -167,10 +167,8 @@ def _trainable(base: TrainConfig) -> Any:
     driver only waits on its TorchTrainer, so it holds no CPU (a token of memory, since Tune
     refuses an empty request) and the CPUs all go to the training workers."""
     if base.scaling.workers == 1:
-        gpu = 1 if base.scaling.use_gpu or (base.scaling.use_gpu is None
-                                            and ray.cluster_resources().get("GPU", 0) >= 1) else 0
-        return tune.with_resources(direct_trial, {"CPU": base.scaling.cpus_per_worker or 1,
-                                                  "GPU": gpu})
+        sc, cpus = scaling(base)  # the same CPU and GPU decision as a training's
+        return tune.with_resources(direct_trial, {"CPU": cpus, "GPU": 1 if sc.use_gpu else 0})
     return tune.with_resources(trial_driver, {"CPU": 0, "memory": 1})
 
 
