@@ -44,12 +44,15 @@ def sgemm_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
 
 
 def bare_loop(cfg: TrainConfig, uri: str, threads: int, warmup: int = 3) -> float:
-    """Steady-state img/s of a plain PyTorch loop over the same data and net."""
+    """Steady-state img/s of a plain PyTorch loop over the same data and net, with the same
+    precision and memory layout as the pipeline resolves for this family here."""
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
+    precision, channels_last = cfg.compute.resolved(cfg.model.family, "cpu")
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     dm = PreparedData(uri, cfg.optim.batch_size, max_train_samples=cfg.max_train_samples)
     data = dm.split("train")
-    net = build_net(cfg.model, dm.shape, len(dm.classes)).train()
+    net = build_net(cfg.model, dm.shape, len(dm.classes)).train().to(memory_format=layout)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -61,7 +64,9 @@ def bare_loop(cfg: TrainConfig, uri: str, threads: int, warmup: int = 3) -> floa
         idx = perm[start:start + bs]
         x, y = standardize(data.x[idx], dm.mean, dm.std), data.y[idx]
         opt.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
+        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16-mixed"):
+            loss = loss_fn(net(x.contiguous(memory_format=layout)), y)
+        loss.backward()
         opt.step()
         if t0 is not None:
             images += len(idx)
@@ -94,6 +99,7 @@ def main() -> None:
         bare = sorted(bares)[1]
         flops = 3 * size_and_flops(load_bundle(res.bundle_uri))["flops_per_image"]  # fwd + bwd
         out["families"][family] = {
+            "precision_layout": cfg.compute.resolved(family, "cpu"),
             "pipeline_img_per_s": round(pipe, 1), "bare_img_per_s": round(bare, 1),
             "ratio": round(pipe / bare, 3), "bare_runs": [round(b, 1) for b in bares], "startup_s": round(res.info["metrics"][STARTUP_S], 2),
             "pipeline_wall_s": round(wall, 1),

@@ -7,7 +7,14 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lightning_modules.config import Activation, ModelConfig, Name, OptimConfig, StoreUrl
+from lightning_modules.config import (
+    Activation,
+    ComputeConfig,
+    ModelConfig,
+    Name,
+    OptimConfig,
+    StoreUrl,
+)
 from lightning_modules.layout import DEFAULT_STORE
 
 
@@ -41,6 +48,7 @@ class TrainConfig(BaseModel):
     # Plain defaults, not factories: the JSON schema (the Prefect form) then shows them.
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
+    compute: ComputeConfig = ComputeConfig()
     scaling: ScalingOptions = ScalingOptions()
     epochs: int = Field(1, gt=0, le=1000, description="training epochs")
     seed: int = Field(0, description="seed of weights, shuffling and augmentation")
@@ -110,6 +118,9 @@ class TuneOptions(BaseModel):
     max_concurrent: int = Field(1, gt=0, description="trials running at once")
     grace_period: int = Field(1, gt=0, description="epochs before ASHA may stop a trial")
     reduction_factor: int = Field(2, ge=2, description="ASHA reduction factor")
+    min_gain: float = Field(0.0, ge=0.0, le=1.0, description="a sampled config replaces the "
+                            "base config (the first trial) only if it scores more than this "
+                            "higher: short trials are noisy")
     tune_name: Optional[Name] = Field(None, description="experiment name (default: from "
                                       "inputs); the same name resumes an interrupted tune")
 

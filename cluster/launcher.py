@@ -18,12 +18,19 @@ from ray.train.torch import TorchTrainer
 
 from cluster.config import TrainConfig
 from cluster.connect import connect, tune_verbosity
-from cluster.train_worker import CHECKPOINT_FILE, train_in_trial, train_loop_per_worker
+from cluster.train_worker import (
+    CHECKPOINT_FILE,
+    FIT_S,
+    STARTUP_S,
+    train_in_trial,
+    train_loop_per_worker,
+)
 from lightning_modules import metrics as M
 from lightning_modules.bundle import load_checkpoint, net_state_from_checkpoint
 from lightning_modules.errors import UserError
 from lightning_modules.history import history_from_checkpoint
 from lightning_modules.layout import ray_storage
+from lightning_modules.nets import FAMILIES
 from lightning_modules.store import filesystem, is_local, normalize
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,8 @@ class Fitted:
     checkpoint: str
     seconds: float
     workers: int
+    wall_seconds: float
+    steps_span: Optional[tuple[float, float]]  # (first batch, last epoch's end), epoch seconds
 
 
 def storage(store: str) -> tuple[str, Optional[pyarrow.fs.FileSystem]]:
@@ -63,6 +72,23 @@ def scaling(cfg: TrainConfig) -> tuple[ScalingConfig, int]:
     cpus = s.cpus_per_worker or max(1, min(int(res.get("CPU", 1)) // s.workers, int(biggest)))
     return ScalingConfig(num_workers=s.workers, use_gpu=use_gpu, placement_strategy=s.placement,
                          resources_per_worker={"CPU": cpus}), cpus
+
+
+def run_resources(cfg: TrainConfig) -> tuple[dict[str, float], int]:
+    """What one run holds (all its workers together) and the torch threads per worker. A
+    one-worker run of a tiny family takes a share of a GPU (FAMILIES[...].gpu_share), so
+    several of them train on one GPU at once."""
+    sc, threads = scaling(cfg)
+    share = FAMILIES[cfg.model.family].gpu_share if cfg.scaling.workers == 1 else 1.0
+    return {"CPU": threads * sc.num_workers,
+            "GPU": share * sc.num_workers if sc.use_gpu else 0}, threads
+
+
+def parallel_slots(cfg: TrainConfig) -> int:
+    """How many runs like this one the cluster holds at once (the budget planner's width)."""
+    need, _ = run_resources(cfg)
+    have = ray.cluster_resources()
+    return max(1, min(int(have.get(k, 0) // v) for k, v in need.items() if v))
 
 
 def check_cluster(cfg: TrainConfig) -> None:
@@ -132,7 +158,15 @@ def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
         history = history_from_checkpoint(load_checkpoint(os.path.join(d, CHECKPOINT_FILE)))
     metrics = {k: float(v) for k, v in best_metrics.items()
                if isinstance(v, (int, float)) and "/" in k}
-    return Fitted(state, metrics, history, best.path, round(seconds, 2), cfg.scaling.workers)
+    # Training seconds are the run's own (first batch to last epoch), not the wait for a
+    # place on the cluster that fanned-out branches spend in Ray's queue.
+    last = history[-1] if history else {}
+    own = last.get(FIT_S)
+    # When its steps ran, on the driver's clock (a timeline of runs side by side).
+    first = launched_at + last.get(STARTUP_S, 0.0)
+    return Fitted(state, metrics, history, best.path, round(own or seconds, 2),
+                  cfg.scaling.workers, round(seconds, 2),
+                  (round(first, 3), round(first + own, 3)) if own else None)
 
 
 def _best(checkpoints: list) -> tuple[Any, dict]:
@@ -157,10 +191,13 @@ def _fit_one(cfg: TrainConfig, data_uri: str, name: str, launched_at: float
     """One worker: a one-trial Tune run of Lightning in the trial's own process. Tune keeps the
     best checkpoints in the store, retries a lost trial from its latest, and resumes a run of
     the same name (no Train controller, worker group or placement group to start)."""
-    sc, threads = scaling(cfg)
-    resources = {"CPU": threads, "GPU": 1 if sc.use_gpu else 0}
+    resources, threads = run_resources(cfg)
     wait_until_placeable(resources, cfg.scaling.start_timeout_s)
     path, fs = storage(cfg.store)
+    # One trial resumes from its own checkpoints: no experiment snapshot at every step of
+    # Tune's loop (a tuning in this process set that; while this run waits in Ray's queue it
+    # would rewrite the snapshot ten times a second).
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "auto"
     trainable = tune.with_resources(train_in_trial, resources)
     space = {"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri, "threads": threads,
              "launched_at": launched_at}

@@ -29,6 +29,7 @@ CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME
 WORLD_SIZE = "ddp/world_size"
 IMG_PER_S = "perf/train_img_per_s"
 STARTUP_S = "perf/startup_s"
+FIT_S = "perf/fit_s"  # first batch to this epoch's end: the run's own time, not its queueing
 
 
 class LogWorldSize(pl.Callback):
@@ -39,14 +40,18 @@ class LogWorldSize(pl.Callback):
 
 
 class ThroughputMeter(pl.Callback):
-    """Steady-state training img/s over all workers (first batches skipped as warm-up), and
-    the seconds from the launcher's call to the first batch (Ray start-up + trainer set-up)."""
+    """Steady-state training img/s over all workers (first batches skipped as warm-up when the
+    epoch has more; the
+    clock stops at the epoch's last training batch, so validation is not counted: a tuning
+    trial validates on more images than it trains on), and the seconds from the launcher's
+    call to the first batch (Ray start-up + trainer set-up)."""
 
     WARMUP = 3
 
     def __init__(self, launched_at: float) -> None:
         self.launched_at = launched_at
         self.t0: float | None = None
+        self.t_last = 0.0
         self.images = 0
         self.first_batch_at: float | None = None
 
@@ -57,26 +62,37 @@ class ThroughputMeter(pl.Callback):
                              batch_idx: int) -> None:
         if self.first_batch_at is None:
             self.first_batch_at = time.time()
-        if batch_idx == self.WARMUP:
-            self.t0 = time.perf_counter()
+        if batch_idx in (0, self.WARMUP):  # restart the count after warm-up, if it comes
+            self.t0, self.images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         if self.t0 is not None:
             self.images += len(batch[1])
+            self.t_last = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.t0 is not None and self.images:
-            rate = self.images / (time.perf_counter() - self.t0) * trainer.world_size
+            rate = self.images / (self.t_last - self.t0) * trainer.world_size
             pl_module.log(IMG_PER_S, rate, rank_zero_only=True)
         if self.first_batch_at is not None:
             pl_module.log(STARTUP_S, self.first_batch_at - self.launched_at, rank_zero_only=True)
+            pl_module.log(FIT_S, time.time() - self.first_batch_at, rank_zero_only=True)
+
+
+def device_type() -> str:
+    """What Lightning's accelerator="auto" picks in this worker (Ray sets its visible GPUs)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def build(cfg: TrainConfig, data_uri: str) -> tuple[Classifier, PreparedData]:
     """The datamodule and the module, from the config alone."""
+    _, channels_last = cfg.compute.resolved(cfg.model.family, device_type())
     dm = PreparedData(data_uri, cfg.optim.batch_size, max_train_samples=cfg.max_train_samples,
-                      seed=cfg.seed)
+                      seed=cfg.seed, resident=cfg.compute.resident_data)
     net = build_net(cfg.model, dm.shape, len(dm.classes))
     return Classifier(net, len(dm.classes), cfg.optim.model_dump(),
-                      config=cfg.model_dump(mode="json")), dm
+                      config=cfg.model_dump(mode="json"), channels_last=channels_last), dm
 
 
 def distributed(world_size: int) -> dict[str, Any]:
@@ -98,7 +114,9 @@ def callbacks(config: dict) -> list[pl.Callback]:
 
 def lightning_trainer(cfg: TrainConfig, cbs: list[pl.Callback], world_size: int) -> pl.Trainer:
     """The Lightning Trainer of a run: Ray's reports replace Lightning's checkpoints and logs."""
+    precision, _ = cfg.compute.resolved(cfg.model.family, device_type())
     return pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",
+                      precision=precision,  # type: ignore[arg-type]
                       **distributed(world_size), callbacks=cbs, enable_checkpointing=False,
                       logger=False, enable_progress_bar=False, enable_model_summary=False,
                       num_sanity_val_steps=0)

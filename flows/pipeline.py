@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger, task
@@ -17,7 +18,16 @@ from cluster.connect import connect
 from flows.compare import compare_task, table_rows
 from flows.config import PipelineConfig, ProfileName
 from flows.evaluate import evaluate_task
-from flows.pipeline_plan import final_config, plan_trials, run_id, study_config, tune_config
+from flows.pipeline_plan import (
+    base_train,
+    branch_cost,
+    final_config,
+    plan_epochs,
+    plan_trials,
+    run_id,
+    study_config,
+    tune_config,
+)
 from flows.prepare_data import prepare_task, publish_card
 from flows.profiles import build as build_profile
 from flows.profiles import resolve_sources
@@ -29,6 +39,7 @@ from flows.train import train_task
 from flows.tune import tune_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
+from lightning_modules.bundle import INFO
 from lightning_modules.store import check_store, join, read_json
 
 
@@ -62,22 +73,75 @@ def prepare_all(cfg: PipelineConfig) -> tuple[dict[str, str], dict[str, str]]:
     return ok, failed
 
 
-@task(task_run_name="branch {ds}/{fam}")
-def branch_task(cfg: PipelineConfig, ds: str, fam: str, n_branches: int) -> BranchRecord:
-    """Tune, train (one model per seed) and evaluate one (dataset, family). Every branch is
-    submitted at once: the Ray cluster's free resources decide how many train side by side."""
+@flow(name="tune-all", log_prints=True)
+def tune_all(cfg: PipelineConfig, branches: list[tuple[str, str]]) -> list[BranchRecord]:
+    """Every branch's tuning, as many at once as the task runner allows (the pipeline gives
+    it the cluster's width: a tuning waiting for a place would snapshot its experiment ten
+    times a second, slowing the trials it waits for and their speed measurements); a failed
+    tuning ends its branch only."""
     log = get_run_logger()
-    trials, note = plan_trials(cfg, n_branches)
-    step(log, "%s/%s: tuning (%d trial(s))", ds, fam, trials)
-    rec = BranchRecord(dataset=ds, family=fam, trials_requested=cfg.tune.num_samples,
-                       budget_note=note)
-    tuned, err = _outcome(tune_task(tune_config(cfg, ds, fam, trials), return_state=True))
-    if err:
-        return rec.model_copy(update={"error": f"tuning: {err}"})
-    step(log, "%s/%s: tuned%s", ds, fam, " (cached)" if tuned.cached else "")
-    rec.tune_uri, rec.tune_cached = tuned.best_uri, tuned.cached
+    trials, note = plan_trials(cfg, len(branches))
+    step(log, "tuning %d branches (%d trial(s) each)", len(branches), trials)
+    futures = [tune_task.submit(tune_config(cfg, ds, fam, trials)) for ds, fam in branches]
+    records = []
+    for (ds, fam), fut in zip(branches, futures):
+        fut.wait()
+        rec = BranchRecord(dataset=ds, family=fam, trials_requested=cfg.tune.num_samples,
+                           budget_note=note)
+        tuned, err = _outcome(fut.state)
+        if err:
+            step(log, "%s/%s: tuning failed: %s", ds, fam, err)
+            records.append(rec.model_copy(update={"error": f"tuning: {err}"}))
+            continue
+        b = tuned.best
+        records.append(rec.model_copy(update={
+            "tune_uri": tuned.best_uri, "tune_cached": tuned.cached, "trials": b.trials,
+            "tune_seconds": b.wall_seconds, "img_per_s": b.img_per_s, "startup_s": b.startup_s,
+            "tuned_train_config": b.train_config}))
+    return records
+
+
+def plan_final(cfg: PipelineConfig, records: list[BranchRecord], data: dict[str, str],
+               seconds_left: float) -> tuple[dict[str, int], Optional[str]]:
+    """Epochs of each branch's final training: the config's, or planned so that the final
+    trainings fit what is left of the run's budget, from each tuning winner's measured speed."""
+    live = [r for r in records if not r.error]
+    if cfg.epochs is not None or cfg.run_time_budget_s is None:
+        return {r.key: cfg.epochs or cfg.max_final_epochs for r in live}, None
+    costs = {}
+    for r in live:
+        splits = (read_json(join(data[r.dataset], layout.MANIFEST)) or {})["splits"]
+        n_train = min(splits["train"]["count"], cfg.max_train_samples or 1 << 62)
+        ips = r.img_per_s or 100.0  # unmeasured (a tuning from before speeds were kept): slow
+        costs[r.key] = branch_cost(ips, r.startup_s or 5.0, n_train, splits["val"]["count"],
+                                   cfg.seeds)
+    width = slots(cfg, [(r.dataset, r.family) for r in live])
+    epochs, note = plan_epochs(costs, seconds_left, width, cfg.max_final_epochs)
+    for r in live:
+        c = costs[r.key]
+        r.epochs = epochs[r.key]
+        r.planned_seconds = round((c.fixed_s + c.epoch_s * epochs[r.key]) * c.runs, 1)
+    return epochs, note
+
+
+def slots(cfg: PipelineConfig, branches: list[tuple[str, str]]) -> int:
+    """How many of the branches' runs the Ray cluster holds at once (the widest need wins)."""
+    from cluster.launcher import parallel_slots
+
+    return min((parallel_slots(base_train(cfg, ds, fam, cfg.seed, None)) for ds, fam in branches),
+               default=1)
+
+
+@task(task_run_name="branch {rec.dataset}/{rec.family}")
+def branch_task(cfg: PipelineConfig, rec: BranchRecord, epochs: int) -> BranchRecord:
+    """Train (one model per seed, the tuned levers, the planned epochs) and evaluate one
+    (dataset, family). Every branch is submitted at once: the Ray cluster's free resources
+    decide how many train side by side."""
+    log = get_run_logger()
+    ds, fam = rec.dataset, rec.family
+    rec = rec.model_copy(update={"epochs": epochs, "train_seconds": 0.0})
     for s in range(cfg.seeds):
-        tcfg = final_config(cfg, tuned.best.train_config, ds, fam, cfg.seed + s)
+        tcfg = final_config(cfg, rec.tuned_train_config, ds, fam, cfg.seed + s, epochs)
         bundle, err = _outcome(train_task.with_options(task_run_name=f"train {ds}/{fam} seed "
                                                        f"{tcfg.seed}")(tcfg, return_state=True))
         if err:
@@ -87,12 +151,31 @@ def branch_task(cfg: PipelineConfig, ds: str, fam: str, n_branches: int) -> Bran
                                                                     return_state=True))
         if err:
             return rec.model_copy(update={"error": f"evaluation: {err}"})
+        info = read_json(join(bundle, INFO)) or {}
+        rec.train_seconds = round((rec.train_seconds or 0) + info.get("train_seconds", 0), 1)
         acc = (read_json(metrics) or {}).get(M.TEST_ACC)
-        step(log, "%s/%s: seed %d trained and evaluated: test accuracy %s", ds, fam, tcfg.seed,
-             f"{acc:.4f}" if isinstance(acc, float) else acc)
+        step(log, "%s/%s: seed %d trained (%d epochs) and evaluated: test accuracy %s", ds, fam,
+             tcfg.seed, epochs, f"{acc:.4f}" if isinstance(acc, float) else acc)
         rec.bundles.append(bundle)
         rec.metrics_uris.append(metrics)
     return rec
+
+
+def budget_lines(cfg: PipelineConfig, records: list[BranchRecord], plan_note: Optional[str],
+                 wall_s: float) -> list[str]:
+    """How the run's time went, for the report: the plan, then per branch its tuning, its
+    measured speed, the epochs it was given and the seconds planned and taken."""
+    budget = f" of a {cfg.run_time_budget_s:.0f} s budget" if cfg.run_time_budget_s else ""
+    lines = [f"time: {wall_s:.0f} s until publishing{budget}"] + ([plan_note] if plan_note
+                                                                    else [])
+    for r in records:
+        if r.error or r.epochs is None:
+            continue
+        speed = f"{r.img_per_s:,.0f} img/s" if r.img_per_s else "speed not measured"
+        planned = f", {r.planned_seconds:.0f} s planned" if r.planned_seconds else ""
+        lines.append(f"{r.key}: {r.trials} trial(s) in {r.tune_seconds or 0:.0f} s, {speed} → "
+                     f"{r.epochs} epoch(s){planned}, {r.train_seconds or 0:.0f} s taken")
+    return lines
 
 
 def apply_storage_block(name: Optional[str]) -> None:
@@ -124,6 +207,7 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
             JSON object of environment variables (AWS_ACCESS_KEY_ID, ...).
     """
     log = get_run_logger()
+    started = time.monotonic()
     apply_storage_block(storage_block)
     cfg = resolve_sources(cfg) if cfg is not None else build_profile(profile)
     if store:
@@ -137,17 +221,24 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
         return run
     branches = [(ds, fam) for ds in data for fam in cfg.families]
     connect(cfg.scaling.ray_address)  # one Ray connection for every branch of the run
-    step(log, "%d branches submitted: %s", len(branches),
-         ", ".join(f"{ds}/{fam}" for ds, fam in branches))
-    futures = [branch_task.submit(cfg, ds, fam, len(branches)) for ds, fam in branches]
+    width = slots(cfg, branches)
+    tuned = tune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=width))(
+        cfg, branches)
+    left = (cfg.run_time_budget_s or 0) - (time.monotonic() - started) - cfg.finish_seconds
+    epochs, plan_note = plan_final(cfg, tuned, data, left)
+    step(log, "%d branches submitted: %s", len(epochs),
+         ", ".join(f"{k} ({n} epochs)" for k, n in epochs.items()))
+    futures = [None if r.error else branch_task.submit(cfg, r, epochs[r.key]) for r in tuned]
     records: list[BranchRecord] = []
     studies: dict[str, str] = {}
-    for (ds, fam), fut in zip(branches, futures):
-        fut.wait()
-        rec, err = _outcome(fut.state)
-        rec = rec or BranchRecord(dataset=ds, family=fam, error=err)
+    for before, fut in zip(tuned, futures):
+        rec = before
+        if fut is not None:
+            fut.wait()
+            rec, err = _outcome(fut.state)
+            rec = rec or before.model_copy(update={"error": err})
         if rec.error:
-            step(log, "%s/%s failed: %s", ds, fam, rec.error)
+            step(log, "%s failed: %s", rec.key, rec.error)
         records.append(rec)
     for rec in records:  # the study sweeps its own grid after the branches (`--study`)
         ds, fam = rec.dataset, rec.family
@@ -155,7 +246,8 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
             uri, err = _outcome(study(study_config(cfg, ds, fam), return_state=True))
             if uri:
                 studies[f"study_{ds}_{fam}.png"] = join(uri, "study.png")
-    notes = [f"{r.key}: {r.budget_note}" for r in records if r.budget_note] + \
+    notes = budget_lines(cfg, records, plan_note, time.monotonic() - started) + \
+        list(dict.fromkeys(r.budget_note for r in records if r.budget_note)) + \
         [f"dataset {n} failed: {e}" for n, e in failed.items()]
     comparison = compare_task(rid, records, list(cfg.families), failed, studies, notes)
     published = publish_task(run, rid, records, comparison, studies, failed, keys)

@@ -1,12 +1,14 @@
 """Pure planning for the pipeline: run ids, per-branch configs and the tuning budget."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
-from cluster.config import TrainConfig, TuneConfig
+from cluster.config import TrainConfig, TuneConfig, apply_levers
 from flows.config import PipelineConfig, StudyConfig
 from lightning_modules.config import ModelConfig
 from lightning_modules.layout import cache_key
+from lightning_modules.nets import FAMILIES
 
 
 def run_id(cfg: PipelineConfig, data_keys: dict[str, str]) -> str:
@@ -17,9 +19,11 @@ def run_id(cfg: PipelineConfig, data_keys: dict[str, str]) -> str:
 
 def base_train(cfg: PipelineConfig, dataset: str, family: str, seed: int,
                max_train_samples: Optional[int]) -> TrainConfig:
-    return TrainConfig(dataset=dataset, store=cfg.store, model=ModelConfig(family=family),
-                       scaling=cfg.scaling, epochs=cfg.epochs, seed=seed,
+    """The family's recipe (FAMILIES[...].recipe) on the pipeline's data, seed and scaling."""
+    base = TrainConfig(dataset=dataset, store=cfg.store, model=ModelConfig(family=family),
+                       scaling=cfg.scaling, epochs=cfg.epochs or 1, seed=seed,
                        max_train_samples=max_train_samples)
+    return apply_levers(base, dict(FAMILIES[family].recipe))
 
 
 def tune_config(cfg: PipelineConfig, dataset: str, family: str, trials: int) -> TuneConfig:
@@ -28,9 +32,12 @@ def tune_config(cfg: PipelineConfig, dataset: str, family: str, trials: int) -> 
 
 
 def final_config(cfg: PipelineConfig, best_train_config: Optional[dict[str, Any]], dataset: str,
-                 family: str, seed: int) -> TrainConfig:
-    """The tuned levers (model and optimiser) with the pipeline's epochs, data size and seed."""
+                 family: str, seed: int, epochs: Optional[int] = None) -> TrainConfig:
+    """The tuned levers (model and optimiser) with the pipeline's data size and seed, and the
+    planned epochs (or the config's)."""
     base = base_train(cfg, dataset, family, seed, cfg.max_train_samples)
+    if epochs is not None:
+        base = base.model_copy(update={"epochs": epochs})
     if best_train_config is None:
         return base
     tuned = TrainConfig(**best_train_config)
@@ -56,3 +63,55 @@ def plan_trials(cfg: PipelineConfig, branches: int) -> tuple[int, Optional[str]]
         return n, None
     return n, (f"time budget: {n} of {asked} trials ({share:.0f} s of tuning per model at "
                f"~{per_trial:.0f} s per trial)")
+
+
+@dataclass(frozen=True)
+class BranchCost:
+    """A branch's final training as the budget planner sees it, from its tuning's best trial:
+    seconds per epoch on the full training set (validation included) and per training."""
+
+    epoch_s: float
+    fixed_s: float
+    runs: int = 1  # one training per seed
+
+
+def branch_cost(img_per_s: float, startup_s: float, n_train: int, n_val: int, runs: int,
+                eval_s: float = 3.0) -> BranchCost:
+    # Validation runs forward only, about three times the training rate (measured: cnn 2.9×).
+    return BranchCost(epoch_s=n_train / img_per_s + n_val / (3 * img_per_s),
+                      fixed_s=startup_s + eval_s, runs=runs)
+
+
+def plan_epochs(costs: dict[str, BranchCost], seconds: float, slots: int, max_epochs: int
+                ) -> tuple[dict[str, int], str]:
+    """Epochs per branch so that all final trainings fit `seconds` of wall time on `slots`
+    trainings at once: an equal share of time each (so cheap families get more epochs), a
+    branch that needs less than its share at `max_epochs` gives the rest to the others, and
+    time left by rounding down buys single epochs for the branches with the fewest. At least
+    one epoch each: when even that does not fit, the note says the budget is overrun."""
+    capacity = seconds * max(1, slots) - sum(c.fixed_s * c.runs for c in costs.values())
+    per_epoch = {k: c.epoch_s * c.runs for k, c in costs.items()}
+    epochs: dict[str, int] = {}
+    open_ = dict(per_epoch)
+    left = capacity
+    while open_:  # water-filling: settle the branches whose cap is below the equal share
+        share = left / len(open_)
+        capped = [k for k, e in open_.items() if e * max_epochs <= share]
+        if not capped:
+            break
+        for k in capped:
+            epochs[k] = max_epochs
+            left -= open_.pop(k) * max_epochs
+    for k, e in open_.items():
+        epochs[k] = max(1, min(max_epochs, int(left / len(open_) // e)))
+    spent = sum(per_epoch[k] * n for k, n in epochs.items())
+    for k in sorted(open_, key=lambda k: (epochs[k], per_epoch[k])):  # the rounding's rest
+        if epochs[k] < max_epochs and spent + per_epoch[k] <= capacity:
+            epochs[k] += 1
+            spent += per_epoch[k]
+    total = spent + sum(c.fixed_s * c.runs for c in costs.values())
+    note = (f"budget: {seconds:.0f} s left for the final trainings × {max(1, slots)} at once; "
+            f"planned {total / max(1, slots):.0f} s of it")
+    if spent > capacity:
+        note += " (over: every model gets at least one epoch)"
+    return epochs, note

@@ -13,7 +13,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from lightning_modules import metrics as M  # noqa: E402
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 # pyplot keeps global state (the current figure): the pipeline's branches evaluate in threads
 # of one process, so every plot is drawn under one lock.

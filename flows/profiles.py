@@ -1,5 +1,6 @@
-"""Pipeline profiles: `smoke` (minutes, CI and demos), `default` (`make run`, ~15 min on a
-2-core laptop), `full` (all three datasets, a larger search, the study)."""
+"""Pipeline profiles: `smoke` (minutes, CI and demos), `default` (`make run`: within its
+10-minute budget on a 2-core machine), `full` (all three datasets, a larger search, the
+study)."""
 from __future__ import annotations
 
 import os
@@ -14,13 +15,15 @@ from flows.prep.kinds import KINDS
 _REPO = Path(__file__).resolve().parents[1]
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"families": ["bp", "cnn"], "max_train_samples": 2000, "tune_train_samples": 1000,
+    "smoke": {"families": ["bp", "cnn"], "epochs": 1, "max_train_samples": 2000,
+              "tune_train_samples": 1000,
               "tune": {"num_samples": 2, "max_epochs": 1}, "run_time_budget_s": 300,
               "space": {"batch_sizes": [64, 128]}},
     "default": {},
     "full": {"datasets": ["mnist", "fashion-mnist", "cifar10"], "epochs": 5, "seeds": 3,
              "max_train_samples": None, "tune_train_samples": 20_000,
              "tune": {"num_samples": 8, "max_epochs": 3}, "run_time_budget_s": None,
+             "space": {"presets": None},
              "study": True},
 }
 

@@ -25,6 +25,15 @@ class BranchRecord(BaseModel):
     tune_cached: Optional[bool] = None
     trials_requested: Optional[int] = None
     budget_note: Optional[str] = None
+    # How the time budget was spent on this branch (the report's budget lines).
+    trials: Optional[int] = None
+    tune_seconds: Optional[float] = None
+    img_per_s: Optional[float] = Field(None, description="the tuning winner's measured speed")
+    startup_s: Optional[float] = None
+    epochs: Optional[int] = None
+    planned_seconds: Optional[float] = None
+    train_seconds: Optional[float] = None
+    tuned_train_config: Optional[dict[str, Any]] = None
     bundles: list[str] = []
     metrics_uris: list[str] = []
 

@@ -65,7 +65,9 @@ def train_model(cfg: TrainConfig) -> TrainOutcome:
             "config": cfg.model_dump(mode="json"), "classes": manifest["classes"],
             "shape": manifest["shape"], "mean": manifest["mean"], "std": manifest["std"],
             "run_name": name, "checkpoint": fitted.checkpoint,
-            "train_seconds": fitted.seconds, "workers": fitted.workers,
+            "train_seconds": fitted.seconds, "wall_seconds": fitted.wall_seconds,
+            "steps_span": fitted.steps_span,
+            "workers": fitted.workers,
             "history": fitted.history, "metrics": fitted.metrics}
     info = write_bundle(bundle_uri, fitted.state, info)
     write_json(layout.latest(layout.models_dir(cfg.store, cfg.dataset, cfg.model.family)),

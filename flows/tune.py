@@ -4,7 +4,7 @@ best.json and trials.json; cluster/tuner.py only runs the trials."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Optional
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
@@ -32,6 +32,10 @@ class TuneBest(BaseModel):
     stopped_early: int
     wall_seconds: float
     requested_trials: int
+    # The winner's measured speed and start-up: the pipeline's budget plans the final
+    # training's epochs from them.
+    img_per_s: Optional[float] = None
+    startup_s: Optional[float] = None
 
 
 class TuneOutcome(BaseModel):
@@ -55,7 +59,7 @@ def tune_name(cfg: TuneConfig, data_key: str) -> str:
 
 def tune_model(cfg: TuneConfig) -> TuneOutcome:
     """Run (or resume, by name) a tuning experiment; write best.json and trials.json."""
-    from cluster.tuner import run_trials  # Ray is imported only by the stages that run it
+    from cluster.tuner import base_point, run_trials  # Ray only in the stages that run it
 
     # Every trial must fit its batch in the training set: check the largest before any trial.
     largest = cfg.base.model_copy(deep=True)
@@ -70,16 +74,27 @@ def tune_model(cfg: TuneConfig) -> TuneOutcome:
     scored = [r for r in trials if r.best_score is not None]
     if not scored:
         raise UserError(f"tune {name}: no trial reported {M.SCORE}; see {uri}")
-    top = max(scored, key=lambda r: r.best_score or 0.0)
+    top = pick(scored, base_point(cfg.base, cfg.space), cfg.tune.min_gain)
     best_cfg = apply_levers(cfg.base, top.params)
     out = TuneBest(name=name, params=top.params, best_score=top.best_score or 0.0,
                    train_config=best_cfg.model_dump(mode="json"), trials=len(trials),
                    stopped_early=sum(r.stopped_early for r in trials),
-                   wall_seconds=round(wall, 2), requested_trials=cfg.tune.num_samples)
+                   wall_seconds=round(wall, 2), requested_trials=cfg.tune.num_samples,
+                   img_per_s=top.img_per_s, startup_s=top.startup_s)
     rows = [r.model_dump(mode="json", by_alias=True) for r in trials]
     write_json(join(uri, layout.TRIALS), rows)
     write_json(join(uri, layout.BEST), out.model_dump(mode="json", by_alias=True))
     return TuneOutcome(name=name, uri=uri, best=out, trials=rows)
+
+
+def pick(scored: list, base: dict[str, Any], min_gain: float) -> Any:
+    """The best trial, unless the base config's own trial (the first with the base's levers)
+    is within `min_gain` of it."""
+    top = max(scored, key=lambda r: r.best_score or 0.0)
+    own = next((r for r in scored if base.items() <= r.params.items()), None)
+    if own is not None and (top.best_score or 0.0) - (own.best_score or 0.0) <= min_gain:
+        return own
+    return top
 
 
 def trials_table(best: TuneBest, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

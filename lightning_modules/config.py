@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Optional
 
+import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from lightning_modules.nets import ACTIVATIONS, FAMILIES
@@ -47,7 +48,7 @@ class ModelConfig(BaseModel):
     activation: Activation = Field("relu", description="activation function")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before dense layers")
     preset: Optional[str] = Field(None, description="named structure (small, medium, large; "
-                                  "dcnn also wide); default medium")
+                                  "dcnn also wide); default medium, dcnn small")
     widths: Optional[list[int]] = Field(None, description="free widths, comma-separated; "
                                         "overrides --preset")
 
@@ -84,3 +85,39 @@ class OptimConfig(BaseModel):
     weight_decay: float = Field(5e-4, ge=0.0, description="weight decay")
     schedule: Literal["onecycle", "cosine", "none"] = Field("onecycle", description="LR schedule")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing")
+
+
+Precision = Literal["auto", "32-true", "bf16-mixed"]
+
+
+def native_bf16(device: str) -> bool:
+    """Whether the device computes bf16 natively (else autocast only adds conversions)."""
+    if device == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+class ComputeConfig(BaseModel):
+    """How the steps run on the hardware, not what they learn: precision, memory layout and
+    where the data lives. `auto` picks what measured faster (README, "Throughput")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    precision: Precision = Field(
+        "auto", description="32-true, bf16-mixed, or auto: bf16 autocast on CUDA and, for the "
+        "convolutional families, on CPUs with native bf16 (AVX512-BF16, AMX); else 32-bit")
+    channels_last: Optional[bool] = Field(
+        None, description="NHWC memory layout (default: for the convolutional families)")
+    resident_data: bool = Field(
+        True, description="copy the whole training set to the device once (a GPU), instead of "
+        "one batch per step")
+
+    def resolved(self, family: str, device: str) -> tuple[str, bool]:
+        """(Lightning precision, channels_last) for this family on this device type."""
+        conv = FAMILIES[family].convolutional
+        precision = self.precision
+        if precision == "auto":
+            fast = native_bf16(device) and (device == "cuda" or conv)
+            precision = "bf16-mixed" if fast else "32-true"
+        channels_last = conv if self.channels_last is None else self.channels_last
+        return precision, channels_last

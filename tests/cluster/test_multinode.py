@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -15,6 +16,8 @@ from ray.cluster_utils import Cluster
 
 from cluster import local
 from cluster.config import ScalingOptions, TrainConfig
+from cluster.connect import on_cluster
+from cluster.launcher import parallel_slots, run_resources
 from flows.config import PrepConfig
 from flows.prep.build import prepare
 from flows.train import train_model as train
@@ -27,12 +30,12 @@ from tests.datagen import idx_subset
 pytestmark = pytest.mark.slow  # a simulated multi-node Ray cluster
 
 
-def _cluster(workers: int):
+def _cluster(workers: int, gpus: int = 0):
     """A CPU-less head (drivers only) and 1-CPU worker nodes; the driver joins the head."""
     ray.shutdown()  # never two local Rays at once
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
                                                             "include_dashboard": True})
-    nodes = [cluster.add_node(num_cpus=1) for _ in range(workers)]
+    nodes = [cluster.add_node(num_cpus=1, num_gpus=gpus) for _ in range(workers)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     return cluster, nodes
@@ -50,6 +53,16 @@ def three_nodes(s3_bucket):
 @pytest.fixture
 def two_nodes(s3_bucket):
     cluster, workers = _cluster(2)
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def two_gpu_nodes(s3_bucket):
+    """Two worker nodes that declare one GPU each (Ray schedules by it; torch finds no CUDA
+    here and trains on the CPU): GPU shares are placed as a GPU cluster places them."""
+    cluster, workers = _cluster(2, gpus=1)
     yield cluster, workers
     ray.shutdown()
     cluster.shutdown()
@@ -154,3 +167,25 @@ def test_cluster_helper_starts_nodes_and_down_leaves_no_process(tmp_path):
     assert info["pid"] in stopped and not state.exists()
     with pytest.raises(UserError, match="no local cluster"):
         local.down(state)
+
+
+def test_trainings_of_two_families_overlap_on_two_nodes_with_gpu_shares(two_gpu_nodes, s3_bucket,
+                                                                        tmp_path):
+    """The pipeline's fan-out on a cluster: two families' trainings, each driven from its own
+    Ray task as the branches are, run at the same time on different nodes; the tiny families
+    ask for a share of a GPU, the others for more."""
+    src = idx_subset(shared_dataset("mnist"), tmp_path / "mnist", 1500, 200)
+    prepare(PrepConfig(dataset="mnist", source=str(src), store=s3_bucket))
+    cfgs = [TrainConfig(dataset="mnist", store=s3_bucket, epochs=2, model=ModelConfig(family=f))
+            for f in ("bp", "cnn")]
+    assert run_resources(cfgs[0])[0] == {"CPU": 1, "GPU": 0.25}
+    assert run_resources(cfgs[1])[0] == {"CPU": 1, "GPU": 0.5}
+    dcnn = cfgs[1].model_copy(update={"model": ModelConfig(family="dcnn")})
+    assert run_resources(dcnn)[0]["GPU"] == 1.0
+    assert parallel_slots(cfgs[0]) == 2  # one CPU per node bounds it, not the GPUs
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda c: on_cluster(None, train, c), cfgs))
+    spans = [o.info["steps_span"] for o in outs]
+    assert all(spans), spans
+    # Each one's steps began before the other's ended: side by side, not one after another.
+    assert max(s[0] for s in spans) < min(s[1] for s in spans), spans

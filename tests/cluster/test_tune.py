@@ -19,6 +19,7 @@ from ray import tune
 from cluster.config import TuneConfig
 from cluster.connect import connect
 from cluster.launcher import storage
+from cluster.tuner import base_point, search_seed
 from flows.tune import tune_model as run_tune
 from lightning_modules import metrics as M
 from lightning_modules.errors import UserError
@@ -38,6 +39,13 @@ def test_asha_stops_early_and_the_best_trial_wins(local_ray):
     rows = out.trials
     assert len(rows) == 4 and all(r["error"] is None for r in rows)
     assert any(r["stopped_early"] for r in rows), rows
+    # The base config's own levers (those the space allows) are one of the trials; each trial
+    # measured its speed.
+    cfg = _cfg(local_ray)
+    point = base_point(cfg.base, cfg.space)
+    assert {"lr", "activation", "dropout"} <= set(point) and "batch_size" not in point
+    assert any(point.items() <= r["params"].items() for r in rows), rows
+    assert all(r["img_per_s"] > 0 for r in rows), rows
     top = max(rows, key=lambda r: r[M.SCORE])
     assert out.best.params == top["params"]
     # Tune's own record agrees: the best val/acc any trial reached (scope="all"), not its last.
@@ -104,3 +112,9 @@ def test_zero_budget_and_unplaceable_concurrency(local_ray):
         run_tune(TuneConfig(base={**BASE, "store": local_ray}, space={"batch_sizes": [32, 512]}))
     with pytest.raises(UserError, match="are not structures of 'bp'"):
         run_tune(TuneConfig(base={**BASE, "store": local_ray}, space={"presets": ["wide"]}))
+
+
+def test_each_branch_samples_its_own_configs():
+    seeds = {search_seed(TuneConfig(base={**BASE, "dataset": ds, "model": {"family": f}}))
+             for ds in ("mnist", "fashion-mnist") for f in ("bp", "dnn", "cnn", "dcnn")}
+    assert len(seeds) == 8

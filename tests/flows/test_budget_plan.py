@@ -1,0 +1,62 @@
+"""The pipeline's time budget: trials per tuning and epochs per final training, planned from
+measured speeds so that the run fits its budget and cheap families get more epochs."""
+from __future__ import annotations
+
+from flows.pipeline_plan import BranchCost, branch_cost, plan_epochs, plan_trials
+from flows.profiles import build
+from flows.tune import pick
+
+
+def _total(costs: dict[str, BranchCost], epochs: dict[str, int]) -> float:
+    return sum((c.fixed_s + c.epoch_s * epochs[k]) * c.runs for k, c in costs.items())
+
+
+def test_cheap_families_get_more_epochs_and_the_plan_fits() -> None:
+    costs = {"bp": BranchCost(2.0, 4.0), "dnn": BranchCost(4.0, 4.0),
+             "cnn": BranchCost(25.0, 5.0), "dcnn": BranchCost(30.0, 5.0)}
+    epochs, note = plan_epochs(costs, seconds=240, slots=1, max_epochs=10)
+    assert epochs["bp"] == 10 and epochs["dnn"] == 10  # capped: their share was more than enough
+    assert 2 <= epochs["dcnn"] <= epochs["cnn"] < 10  # the rest went to the slow ones
+    assert _total(costs, epochs) <= 240
+    # Nothing is left that could buy one more epoch for a branch below the cap.
+    slack = 240 - _total(costs, epochs)
+    assert all(slack < costs[k].epoch_s for k in ("cnn", "dcnn"))
+    assert "over" not in note
+
+
+def test_more_slots_buy_more_epochs() -> None:
+    costs = {"a": BranchCost(30.0, 5.0), "b": BranchCost(30.0, 5.0)}
+    one, _ = plan_epochs(costs, seconds=100, slots=1, max_epochs=20)
+    two, _ = plan_epochs(costs, seconds=100, slots=2, max_epochs=20)
+    assert sum(two.values()) > sum(one.values())
+
+
+def test_a_budget_too_small_still_trains_each_model_once_and_says_so() -> None:
+    costs = {"a": BranchCost(100.0, 5.0), "b": BranchCost(50.0, 5.0, runs=3)}
+    epochs, note = plan_epochs(costs, seconds=60, slots=1, max_epochs=5)
+    assert epochs == {"a": 1, "b": 1}
+    assert "over" in note
+
+
+def test_branch_cost_counts_validation_and_seeds() -> None:
+    c = branch_cost(img_per_s=1000, startup_s=2, n_train=6000, n_val=3000, runs=2)
+    assert c.epoch_s == 7.0 and c.fixed_s == 5.0 and c.runs == 2
+
+
+def test_trials_fit_the_tuning_share() -> None:
+    cfg = build("default", {"run_time_budget_s": 400, "tune_share": 0.2,
+                            "trial_seconds_guess": 5, "tune": {"num_samples": 4}})
+    n, note = plan_trials(cfg, branches=8)  # 80 s of tuning over 8 branches: 2 trials of 5 s
+    assert n == 2 and "2 of 4 trials" in note
+    assert plan_trials(cfg.model_copy(update={"run_time_budget_s": None}), 8) == (4, None)
+
+
+def test_a_sampled_config_must_beat_the_base_by_the_margin() -> None:
+    class Row:
+        def __init__(self, params: dict, score: float) -> None:
+            self.params, self.best_score = params, score
+
+    base, other = Row({"lr": 2e-3}, 0.756), Row({"lr": 7e-4}, 0.7655)
+    assert pick([base, other], {"lr": 2e-3}, min_gain=0.02) is base
+    assert pick([base, other], {"lr": 2e-3}, min_gain=0.0) is other
+    assert pick([other], {"lr": 2e-3}, min_gain=0.02) is other  # the base did not finish
