@@ -113,8 +113,8 @@ def plan_final(cfg: PipelineConfig, records: list[BranchRecord], data: dict[str,
         splits = (read_json(join(data[r.dataset], layout.MANIFEST)) or {})["splits"]
         n_train = min(splits["train"]["count"], cfg.max_train_samples or 1 << 62)
         ips = r.img_per_s or 100.0  # unmeasured (a tuning from before speeds were kept): slow
-        costs[r.key] = branch_cost(ips, r.startup_s or 5.0, n_train, splits["val"]["count"],
-                                   cfg.seeds)
+        costs[r.key] = branch_cost(ips, n_train, splits["val"]["count"], cfg.seeds,
+                                   cfg.overhead_seconds)
     width = slots(cfg, [(r.dataset, r.family) for r in live])
     epochs, note = plan_epochs(costs, seconds_left, width, cfg.max_final_epochs)
     for r in live:

@@ -75,11 +75,11 @@ class BranchCost:
     runs: int = 1  # one training per seed
 
 
-def branch_cost(img_per_s: float, startup_s: float, n_train: int, n_val: int, runs: int,
-                eval_s: float = 3.0) -> BranchCost:
-    # Validation runs forward only, about three times the training rate (measured: cnn 2.9×).
+def branch_cost(img_per_s: float, n_train: int, n_val: int, runs: int, overhead_s: float
+                ) -> BranchCost:
+    # Validation runs forward only: taken as three times the training rate.
     return BranchCost(epoch_s=n_train / img_per_s + n_val / (3 * img_per_s),
-                      fixed_s=startup_s + eval_s, runs=runs)
+                      fixed_s=overhead_s, runs=runs)
 
 
 def plan_epochs(costs: dict[str, BranchCost], seconds: float, slots: int, max_epochs: int

@@ -26,7 +26,8 @@ class Classifier(pl.LightningModule):
         self.optim = OptimConfig(**optim)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.optim.label_smoothing)
         # ModuleDict keys may not shadow nn.Module attributes such as `train`.
-        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro")
+        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro",
+                                                               validate_args=False)
                                   for s in ("train", "val", "test")})
         self.mean_loss = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("train", "val", "test")})
 

@@ -39,7 +39,7 @@ def test_a_budget_too_small_still_trains_each_model_once_and_says_so() -> None:
 
 
 def test_branch_cost_counts_validation_and_seeds() -> None:
-    c = branch_cost(img_per_s=1000, startup_s=2, n_train=6000, n_val=3000, runs=2)
+    c = branch_cost(img_per_s=1000, n_train=6000, n_val=3000, runs=2, overhead_s=5)
     assert c.epoch_s == 7.0 and c.fixed_s == 5.0 and c.runs == 2
 
 
