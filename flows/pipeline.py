@@ -120,7 +120,7 @@ def plan_final(cfg: PipelineConfig, records: list[BranchRecord], data: dict[str,
     for r in live:
         c = costs[r.key]
         r.epochs = epochs[r.key]
-        r.planned_seconds = round((c.fixed_s + c.epoch_s * epochs[r.key]) * c.runs, 1)
+        r.planned_seconds = round(c.epoch_s * epochs[r.key] * c.runs, 1)  # steps, as "taken"
     return epochs, note
 
 
@@ -172,9 +172,10 @@ def budget_lines(cfg: PipelineConfig, records: list[BranchRecord], plan_note: Op
         if r.error or r.epochs is None:
             continue
         speed = f"{r.img_per_s:,.0f} img/s" if r.img_per_s else "speed not measured"
-        planned = f", {r.planned_seconds:.0f} s planned" if r.planned_seconds else ""
+        planned = f"{r.planned_seconds:.0f} s planned, " if r.planned_seconds else ""
         lines.append(f"{r.key}: {r.trials} trial(s) in {r.tune_seconds or 0:.0f} s, {speed} → "
-                     f"{r.epochs} epoch(s){planned}, {r.train_seconds or 0:.0f} s taken")
+                     f"{r.epochs} epoch(s) ({planned}{r.train_seconds or 0:.0f} s taken in "
+                     "training steps)")
     return lines
 
 

@@ -176,13 +176,13 @@ def test_trainings_of_two_families_overlap_on_two_nodes_with_gpu_shares(two_gpu_
     ask for a share of a GPU, the others for more."""
     src = idx_subset(shared_dataset("mnist"), tmp_path / "mnist", 1500, 200)
     prepare(PrepConfig(dataset="mnist", source=str(src), store=s3_bucket))
-    cfgs = [TrainConfig(dataset="mnist", store=s3_bucket, epochs=2, model=ModelConfig(family=f))
-            for f in ("bp", "cnn")]
-    assert run_resources(cfgs[0])[0] == {"CPU": 1, "GPU": 0.25}
-    assert run_resources(cfgs[1])[0] == {"CPU": 1, "GPU": 0.5}
-    dcnn = cfgs[1].model_copy(update={"model": ModelConfig(family="dcnn")})
-    assert run_resources(dcnn)[0]["GPU"] == 1.0
-    assert parallel_slots(cfgs[0]) == 2  # one CPU per node bounds it, not the GPUs
+    cfgs = {f: TrainConfig(dataset="mnist", store=s3_bucket, epochs=4,
+                           model=ModelConfig(family=f)) for f in ("bp", "cnn", "dcnn")}
+    assert run_resources(cfgs["bp"])[0] == {"CPU": 1, "GPU": 0.25}
+    assert run_resources(cfgs["cnn"])[0] == {"CPU": 1, "GPU": 0.5}
+    assert run_resources(cfgs["dcnn"])[0] == {"CPU": 1, "GPU": 1.0}
+    assert parallel_slots(cfgs["bp"]) == 2  # one CPU per node bounds it, not the GPUs
+    cfgs = [cfgs["cnn"], cfgs["dcnn"]]  # seconds of steps each, so that overlap can show
     with ThreadPoolExecutor(2) as pool:
         outs = list(pool.map(lambda c: on_cluster(None, train, c), cfgs))
     spans = [o.info["steps_span"] for o in outs]
