@@ -152,8 +152,12 @@ def test_scheduled_retraining_on_a_ray_head(prefect_server, ray_head, tmp_path):
     latest = read_json(join(store, "runs", "latest.json"))
     manifest = verify_run(latest["uri"])  # every listed file re-read: size and SHA-256
     assert {"shapes/bp/weights.safetensors", "comparison.html"} <= set(manifest["files"])
+    # The run's own artifacts and its subflows' (the tunings run in the `tune-all` subflow).
+    subflows = [r["id"] for r in _call("POST", f"{api}/flow_runs/filter", {"flow_runs": {
+        "parent_flow_run_id": {"any_": [first["id"]]}}})]
+    assert subflows, "the tune-all subflow ran"
     keys = {a["key"] for a in _call("POST", f"{api}/artifacts/filter", {"artifacts": {
-        "flow_run_id": {"any_": [first["id"]]}}})}
+        "flow_run_id": {"any_": [first["id"], *subflows]}}})}
     assert {"model-comparison", "model-comparison-report", "retrain-decision",
             "champion-gate"} <= keys
     assert any(k.startswith("tune-shapes-bp") for k in keys)  # the branch's trials table

@@ -58,11 +58,15 @@ def test_asha_stops_early_and_the_best_trial_wins(local_ray):
 
 @pytest.mark.slow  # real Ray Tune runs
 def test_interrupted_tune_resumes_without_rerunning_finished_trials(local_ray, tmp_path):
-    cfg = _cfg(local_ray, samples=4, name="resume")
-    trials_dir = Path(local_ray, "tuning/mnist/bp/resume/trials")
+    # Trials of a second or two (a trial reuses the previous one's process, so bp on 300
+    # images finished all four between two polls), the driver killed mid-search.
+    cfg = TuneConfig(base={**BASE, "store": local_ray, "max_train_samples": 2000,
+                           "model": {"family": "cnn"}}, space=SPACE,
+                     tune={"num_samples": 4, "max_epochs": 2, "tune_name": "resume"})
+    trials_dir = Path(local_ray, "tuning/mnist/cnn/resume/trials")
     args = [sys.executable, "-m", "flows.cli", "tune", "--store", local_ray, "--dataset", "mnist",
-            "--max-train-samples", "300", "--model", "bp", "--lr-min", "1e-5", "--lr-max", "0.3",
-            "--batch-sizes", "32", "--presets", "small", "--num-samples", "4",
+            "--max-train-samples", "2000", "--model", "cnn", "--lr-min", "1e-5", "--lr-max",
+            "0.3", "--batch-sizes", "32", "--presets", "small", "--num-samples", "4",
             "--max-epochs", "2", "--tune-name", "resume"]
     # The driver starts its own local Ray; both die together, as when a head node goes down.
     ray.shutdown()
@@ -70,7 +74,7 @@ def test_interrupted_tune_resumes_without_rerunning_finished_trials(local_ray, t
                             start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and len(list(trials_dir.glob("*.json"))) < 2:
-        time.sleep(1)
+        time.sleep(0.2)
     tree = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray die mid-search
     proc.wait()
