@@ -41,10 +41,9 @@ class LogWorldSize(pl.Callback):
 
 class ThroughputMeter(pl.Callback):
     """Steady-state training img/s over all workers (first batches skipped as warm-up when the
-    epoch has more; the
-    clock stops at the epoch's last training batch, so validation is not counted: a tuning
-    trial validates on more images than it trains on), and the seconds from the launcher's
-    call to the first batch (Ray start-up + trainer set-up)."""
+    epoch has more; the clock stops at the epoch's last training batch, so validation is not
+    counted: a tuning trial validates on more images than it trains on), and the seconds from
+    the launcher's call to the first batch (Ray start-up + trainer set-up)."""
 
     WARMUP = 3
 

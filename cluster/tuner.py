@@ -205,15 +205,16 @@ def _trainable(base: TrainConfig) -> Any:
 def _tune_config(cfg: TuneConfig) -> tune.TuneConfig:
     """Sampling and ASHA. The concurrency limit lives on the generator: Tune ignores
     max_concurrent_trials (with a warning) when given a generator instance."""
+    first = [{"params": base_point(cfg.base, cfg.space)}]
     return tune.TuneConfig(
         num_samples=cfg.tune.num_samples,
         search_alg=BasicVariantGenerator(random_state=search_seed(cfg),
-                                         points_to_evaluate=[{"params": base_point(cfg.base, cfg.space)}],
+                                         points_to_evaluate=first,
                                          max_concurrent=cfg.tune.max_concurrent),
         time_budget_s=cfg.tune.time_budget_s,
         # A trial reuses the finished one's process (same resources): no new process to start
-        # and import torch into. `bench/tune.py`-style fan-out of 4 experiments × 2 trials:
-        # 61.3 s → 40.0 s (README, "Fixed costs").
+        # and import torch into. Four tunings × 2 trials at once: 61.3 s → 40.0 s (README,
+        # "Tuning benchmark").
         reuse_actors=True,
         scheduler=ASHAScheduler(time_attr="training_iteration", metric=M.SCORE,
                                 mode=M.SCORE_MODE, max_t=cfg.tune.max_epochs,
