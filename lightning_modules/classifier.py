@@ -6,11 +6,34 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import Metric
 
 from lightning_modules import metrics as M
 from lightning_modules.config import OptimConfig
+
+
+class Ratio(Metric):
+    """sum(num) / sum(den) over an epoch (and over DDP ranks): a running accuracy or mean loss
+    in two additions per step. torchmetrics' MulticlassAccuracy and MeanMetric check and reshape
+    their inputs on every update, which showed on the 2 ms steps of the dense families."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("num", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("den", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, num: torch.Tensor, den: int) -> None:
+        self.num += num
+        self.den += den
+
+    def compute(self) -> torch.Tensor:
+        return self.num / self.den
+
+
+# Attribute values nn.Module.__setattr__ would store plainly anyway.
+_PLAIN = (str, bool, int, float, type(None))
 
 
 class Classifier(pl.LightningModule):
@@ -26,10 +49,20 @@ class Classifier(pl.LightningModule):
         self.optim = OptimConfig(**optim)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.optim.label_smoothing)
         # ModuleDict keys may not shadow nn.Module attributes such as `train`.
-        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro",
-                                                               validate_args=False)
-                                  for s in ("train", "val", "test")})
-        self.mean_loss = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("train", "val", "test")})
+        self.acc = nn.ModuleDict({f"{s}_": Ratio() for s in ("train", "val", "test")})
+        self.mean_loss = nn.ModuleDict({f"{s}_": Ratio() for s in ("train", "val", "test")})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets bookkeeping attributes (`_current_fx_name`, ...) on the module around
+        # each of its ~20 hooks a step; nn.Module's __setattr__ checks every one against
+        # parameters, buffers and submodules. A plain value under a name that is none of those
+        # is stored as nn.Module would store it, without the checks.
+        d = self.__dict__
+        if (type(value) in _PLAIN and name not in d.get("_parameters", ())
+                and name not in d.get("_buffers", ()) and name not in d.get("_modules", ())):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
@@ -41,8 +74,9 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        self.mean_loss[f"{split}_"].update(loss.detach(), weight=len(y))
-        self.acc[f"{split}_"].update(logits.detach(), y)
+        n = len(y)
+        self.mean_loss[f"{split}_"].update(loss.detach() * n, n)
+        self.acc[f"{split}_"].update((logits.detach().argmax(1) == y).sum(), n)
         if batch_idx == 0:
             # Lightning computes a logged Metric object at epoch end from all of its updates
             # (and syncs it across DDP ranks), so registering it once per epoch is enough; a

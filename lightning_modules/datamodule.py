@@ -34,9 +34,24 @@ class TensorBatches(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[i], self.y[i]
 
-    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, idx: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.as_tensor(idx, device=self.y.device)
         return self.x[t], self.y[t]
+
+
+class ShuffledBatches:
+    """Batches of a fresh permutation as index tensors: what shuffle=True gives, without
+    building a list of Python ints per batch (a single process only: Lightning swaps in a
+    DistributedSampler for DDP, which needs a standard sampler)."""
+
+    def __init__(self, n: int, batch_size: int) -> None:
+        self.n, self.batch_size = n, batch_size
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Any:
+        return iter(torch.randperm(self.n).split(self.batch_size))
 
 
 def keep_batch(batch: Any) -> Any:
@@ -121,6 +136,10 @@ class PreparedData(pl.LightningDataModule):
             self.splits[name] = TensorBatches(part.x.to(device), part.y.to(device))
 
     def _loader(self, name: str, train: bool) -> DataLoader:
+        if train and (self.trainer is None or self.trainer.world_size == 1):
+            part = self.split(name)
+            return DataLoader(part, batch_sampler=ShuffledBatches(len(part), self.batch_size),
+                              collate_fn=keep_batch)
         return DataLoader(self.split(name), batch_size=self.batch_size if train
                           else self.eval_batch_size, shuffle=train, collate_fn=keep_batch)
 

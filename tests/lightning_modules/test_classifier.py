@@ -32,6 +32,10 @@ def test_epoch_metrics_cover_every_batch(tiny_dataset):
         preds = module.eval()(standardize(val.x, dm.mean, dm.std)).argmax(1)
     want = float((preds == val.y).float().mean())
     assert float(trainer.callback_metrics[M.VAL_ACC]) == pytest.approx(want, abs=1e-6)
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(
+            module(standardize(val.x, dm.mean, dm.std)), val.y)
+    assert float(trainer.callback_metrics[M.VAL_LOSS]) == pytest.approx(float(loss), rel=1e-5)
     assert {M.TRAIN_LOSS, M.TRAIN_ACC, M.VAL_LOSS} <= set(trainer.callback_metrics)
 
 
@@ -43,3 +47,21 @@ def test_optimisers_and_schedules_reduce_the_loss(tiny_dataset, optimizer, sched
     trainer, _, _ = _fit(tiny_dataset[1], optim, epochs=3)
     # generated data is random noise: the training loss must still fall below log(10)
     assert float(trainer.callback_metrics[M.TRAIN_LOSS]) < 2.3
+
+
+def test_attribute_assignment_keeps_module_semantics():
+    """The fast path for Lightning's bookkeeping attributes leaves nn.Module's rules intact."""
+    module = Classifier(build_net(ModelConfig(family="bp", preset="small"), (1, 8, 8), 10), 10,
+                        OptimConfig().model_dump())
+    module._current_fx_name = "training_step"  # plain value: stored as an attribute
+    assert module._current_fx_name == "training_step" and "_current_fx_name" not in dict(
+        module.named_parameters())
+    module.register_buffer("scale", torch.ones(2))
+    module.scale = None  # a buffer set to None stays a registered (empty) buffer
+    assert "scale" in module._buffers and module._buffers["scale"] is None
+    module.extra = torch.nn.Parameter(torch.zeros(3))
+    assert "extra" in dict(module.named_parameters())
+    with pytest.raises(TypeError):
+        module.extra = 1.0  # nn.Module refuses a plain value over a parameter
+    with pytest.raises(TypeError):
+        module.net = 3  # ... and over a submodule

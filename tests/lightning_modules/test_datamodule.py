@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules.datamodule import MissingDatasetError, PreparedData, random_crop_flip
+from lightning_modules.datamodule import (
+    MissingDatasetError,
+    PreparedData,
+    ShuffledBatches,
+    random_crop_flip,
+)
 from lightning_modules.errors import DataError
 
 
@@ -49,3 +54,20 @@ def test_tampered_array_is_refused(tiny_dataset):
 def test_missing_dataset(tmp_path):
     with pytest.raises(MissingDatasetError, match="no prepared dataset"):
         PreparedData(str(tmp_path / "nothing"), batch_size=8)
+
+
+def test_shuffled_batches_cover_every_image_once_per_epoch(tiny_dataset):
+    dm = PreparedData(tiny_dataset[1], batch_size=7)
+    loader = dm.train_dataloader()
+    assert isinstance(loader.batch_sampler, ShuffledBatches)
+    n = len(dm.split("train"))
+    epochs = []
+    for _ in range(2):
+        batches = list(loader)
+        assert len(batches) == len(loader) == -(-n // 7)
+        assert [len(y) for _, y in batches[:-1]] == [7] * (len(batches) - 1)
+        epochs.append(torch.cat([x for x, _ in batches]))
+    ordered = dm.split("train").x
+    for xs in epochs:  # every image exactly once, in a new order each epoch
+        assert sorted(map(bytes, xs.numpy())) == sorted(map(bytes, ordered.numpy()))
+    assert not torch.equal(epochs[0], epochs[1])
