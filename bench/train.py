@@ -86,9 +86,11 @@ def main() -> None:
     out = {"threads": threads, "samples": args.samples, "sgemm_peak_gflops": round(peak / 1e9, 1),
            "torch": torch.__version__, "families": {}}
     for family in args.families.split(","):
+        # The pipeline's path: a Tune trial on Ray (a lone `imgclf train` trains in-process).
         cfg = TrainConfig(dataset="mnist", store=store, epochs=1, max_train_samples=args.samples,
                           model={"family": family}, optim={"batch_size": args.batch_size,
-                                                          "schedule": "none"})
+                                                          "schedule": "none"},
+                          scaling={"in_process": False})
         # Shared machines drift: bare runs before and after the pipeline run, median taken.
         bares = [bare_loop(cfg, uri, threads)]
         t = time.perf_counter()

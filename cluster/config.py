@@ -36,6 +36,16 @@ class ScalingOptions(BaseModel):
         "within this many seconds fails, saying what it asked for (raise it on autoscaling "
         "clusters)")
     num_to_keep: int = Field(2, gt=0, description="checkpoints kept (best by val/acc)")
+    in_process: Optional[bool] = Field(
+        None, description="train the one worker in this process, without Ray (default: when "
+        "there is no Ray cluster to join: no --ray-address, $RAY_ADDRESS or `ray start` head "
+        "here); no worker restarts there, a re-run resumes from the last epoch")
+
+    @model_validator(mode="after")
+    def _one_worker_in_process(self) -> "ScalingOptions":
+        if self.in_process and self.workers > 1:
+            raise ValueError(f"--in-process trains one worker; --workers {self.workers} needs Ray")
+        return self
 
 
 class TrainConfig(BaseModel):

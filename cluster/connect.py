@@ -65,6 +65,13 @@ def connect(address: Optional[str], verbose: Optional[bool] = None) -> None:
             _connect(address, verbose)
 
 
+def cluster_to_join(address: Optional[str]) -> bool:
+    """Whether connect() would join a running Ray (this process's own, --ray-address,
+    $RAY_ADDRESS, or the head `ray start` recorded on this machine) rather than start one."""
+    return (ray.is_initialized() or bool(address or os.environ.get("RAY_ADDRESS"))
+            or _recorded_head() is not None)
+
+
 def _connect(address: Optional[str], verbose: Optional[bool]) -> None:
     if verbose is None:
         verbose = bool(os.environ.get("IMGCLF_VERBOSE"))

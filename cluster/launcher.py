@@ -17,7 +17,8 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from cluster.config import TrainConfig
-from cluster.connect import connect, tune_verbosity
+from cluster.connect import cluster_to_join, connect, tune_verbosity
+from cluster.in_process import fit_here, load_local
 from cluster.train_worker import (
     CHECKPOINT_FILE,
     FIT_S,
@@ -31,7 +32,7 @@ from lightning_modules.errors import UserError
 from lightning_modules.history import history_from_checkpoint
 from lightning_modules.layout import ray_storage
 from lightning_modules.nets import FAMILIES
-from lightning_modules.store import filesystem, is_local, normalize
+from lightning_modules.store import filesystem, is_local, join, normalize
 
 log = logging.getLogger(__name__)
 # Read by Ray Train V2 (ray/train/v2/_internal/constants.py), passed on to its controller.
@@ -140,22 +141,38 @@ def explain_failure(err: BaseException, sc: ScalingConfig, timeout_s: float) -> 
             f"if the cluster is scaling up")
 
 
+def runs_here(cfg: TrainConfig) -> bool:
+    """One worker with no Ray cluster to join trains in this process (cluster/in_process.py);
+    --in-process / --no-in-process decide it either way."""
+    s = cfg.scaling
+    if s.in_process is not None:
+        return s.in_process
+    return s.workers == 1 and not cluster_to_join(s.ray_address)
+
+
 def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
-    """Train on Ray (a run of the same name resumes from its latest checkpoint): one worker as
-    one Tune trial running Lightning directly, several as a Ray Train run (DDP)."""
+    """Train (a run of the same name resumes from its latest checkpoint): one worker as one
+    Tune trial running Lightning directly, several as a Ray Train run (DDP), or one worker in
+    this process when there is no Ray cluster to join."""
     launched_at = time.time()
-    connect(cfg.scaling.ray_address)
-    check_cluster(cfg)
     start = time.perf_counter()
-    if cfg.scaling.workers == 1:
-        best, best_metrics, latest = _fit_one(cfg, data_uri, name, launched_at)
+    if runs_here(cfg):
+        best, latest = fit_here(cfg, data_uri, join(ray_storage(cfg.store), name, "in_process"),
+                                launched_at, cfg.scaling.cpus_per_worker or local_cpus())
+        state = net_state_from_checkpoint(load_local(best.uri))
+        history = history_from_checkpoint(load_checkpoint(load_local(latest.uri)))
+        best_metrics, best_path = best.metrics, best.uri
     else:
-        best, best_metrics, latest = _fit_ddp(cfg, data_uri, name, launched_at)
+        connect(cfg.scaling.ray_address)
+        check_cluster(cfg)
+        run = _fit_one if cfg.scaling.workers == 1 else _fit_ddp
+        ray_best, best_metrics, ray_latest = run(cfg, data_uri, name, launched_at)
+        with ray_best.as_directory() as d:
+            state = net_state_from_checkpoint(os.path.join(d, CHECKPOINT_FILE))
+        with ray_latest.as_directory() as d:  # the latest one holds every epoch's metrics
+            history = history_from_checkpoint(load_checkpoint(os.path.join(d, CHECKPOINT_FILE)))
+        best_path = ray_best.path
     seconds = time.perf_counter() - start
-    with best.as_directory() as d:
-        state = net_state_from_checkpoint(os.path.join(d, CHECKPOINT_FILE))
-    with latest.as_directory() as d:  # the latest one holds every epoch's metrics
-        history = history_from_checkpoint(load_checkpoint(os.path.join(d, CHECKPOINT_FILE)))
     metrics = {k: float(v) for k, v in best_metrics.items()
                if isinstance(v, (int, float)) and "/" in k}
     # Training seconds are the run's own (first batch to last epoch), not the wait for a
@@ -164,9 +181,14 @@ def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
     own = last.get(FIT_S)
     # When its steps ran, on the driver's clock (a timeline of runs side by side).
     first = launched_at + last.get(STARTUP_S, 0.0)
-    return Fitted(state, metrics, history, best.path, round(own or seconds, 2),
+    return Fitted(state, metrics, history, best_path, round(own or seconds, 2),
                   cfg.scaling.workers, round(seconds, 2),
                   (round(first, 3), round(first + own, 3)) if own else None)
+
+
+def local_cpus() -> int:
+    """The cores this process may use (a container's limit, where Ray would count them too)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _best(checkpoints: list) -> tuple[Any, dict]:

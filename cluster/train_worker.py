@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import lightning.pytorch as pl
 import ray.train
@@ -84,9 +84,10 @@ def device_type() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build(cfg: TrainConfig, data_uri: str) -> tuple[Classifier, PreparedData]:
+def build(cfg: TrainConfig, data_uri: str, device: Optional[str] = None
+          ) -> tuple[Classifier, PreparedData]:
     """The datamodule and the module, from the config alone."""
-    _, channels_last = cfg.compute.resolved(cfg.model.family, device_type())
+    _, channels_last = cfg.compute.resolved(cfg.model.family, device or device_type())
     dm = PreparedData(data_uri, cfg.optim.batch_size, max_train_samples=cfg.max_train_samples,
                       seed=cfg.seed, resident=cfg.compute.resident_data)
     net = build_net(cfg.model, dm.shape, len(dm.classes))
@@ -111,10 +112,14 @@ def callbacks(config: dict) -> list[pl.Callback]:
             RayTrainReportCallback()]
 
 
-def lightning_trainer(cfg: TrainConfig, cbs: list[pl.Callback], world_size: int) -> pl.Trainer:
-    """The Lightning Trainer of a run: Ray's reports replace Lightning's checkpoints and logs."""
-    precision, _ = cfg.compute.resolved(cfg.model.family, device_type())
-    return pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices="auto",
+def lightning_trainer(cfg: TrainConfig, cbs: list[pl.Callback], world_size: int,
+                      device: Optional[str] = None) -> pl.Trainer:
+    """The Lightning Trainer of a run: Ray's reports replace Lightning's checkpoints and logs.
+    The device is what Ray made visible to the worker unless given."""
+    device = device or device_type()
+    precision, _ = cfg.compute.resolved(cfg.model.family, device)
+    return pl.Trainer(max_epochs=cfg.epochs, accelerator=device,
+                      devices=1 if world_size == 1 else "auto",
                       precision=precision,  # type: ignore[arg-type]
                       **distributed(world_size), callbacks=cbs, enable_checkpointing=False,
                       logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -144,9 +149,13 @@ def train_loop_per_worker(config: dict) -> None:
     fit_from(trainer, module, dm, ray.train.get_checkpoint())
 
 
-class TuneReport(pl.Callback):
-    """Each epoch's metrics and a checkpoint to Tune (after validation, as Ray Train's report
-    callback does), so ASHA sees every epoch and a restarted trial resumes from the latest."""
+class EpochReport(pl.Callback):
+    """Each epoch's metrics and checkpoint to a sink, after validation (as Ray Train's report
+    callback does): Tune's report (so ASHA sees every epoch and a restarted trial resumes from
+    the latest), or the store for a run in the caller's process (cluster/in_process.py)."""
+
+    def __init__(self, sink: Callable[[dict[str, float], str], None]) -> None:
+        self.sink = sink
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
@@ -154,7 +163,11 @@ class TuneReport(pl.Callback):
         metrics["epoch"] = trainer.current_epoch
         with tempfile.TemporaryDirectory() as d:
             trainer.save_checkpoint(os.path.join(d, CHECKPOINT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            self.sink(metrics, d)
+
+
+def tune_sink(metrics: dict[str, float], ckpt_dir: str) -> None:
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
 
 
 def train_in_trial(config: dict) -> None:
@@ -163,5 +176,5 @@ def train_in_trial(config: dict) -> None:
     torch.set_num_threads(int(config["threads"]))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dm = build(cfg, config["data_uri"])
-    cbs = [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(), TuneReport()]
+    cbs = [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(), EpochReport(tune_sink)]
     fit_from(lightning_trainer(cfg, cbs, 1), module, dm, tune.get_checkpoint())

@@ -1,5 +1,6 @@
 """Two runs on one machine, and runs stopped mid-way, as a user meets them: the `imgclf`
-console script in subprocesses, each starting its own local Ray."""
+console script in subprocesses, each starting its own local Ray (or, for a one-worker training
+with no cluster to join, training in its own process)."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,12 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
+from lightning_modules.bundle import INFO
 from tests.conftest import BIN
 
 pytestmark = pytest.mark.slow
@@ -74,7 +77,8 @@ def test_a_signal_stops_a_training_and_every_ray_process_in_seconds(tiny_dataset
                                                                    sig):
     store, _ = tiny_dataset
     proc = subprocess.Popen([str(BIN / "imgclf"), "train", "--store", store, "--model", "cnn",
-                             "--epochs", "50", "--batch-size", "16"], env=_env(tmp_path),
+                             "--epochs", "50", "--batch-size", "16", "--no-in-process"],
+                            env=_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     guard = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}
@@ -103,3 +107,40 @@ def test_a_signal_stops_a_training_and_every_ray_process_in_seconds(tiny_dataset
     assert "Traceback" not in err
     _, alive = psutil.wait_procs(list(seen.values()), timeout=2)
     assert not alive, [_cmd(p)[:120] for p in alive]
+
+
+def _epochs_saved(store: str) -> list[str]:
+    return sorted(p.parent.name for p in Path(store, "ray").glob("*/in_process/*/metrics.json"))
+
+
+def test_ctrl_c_then_a_rerun_resumes_an_in_process_training(tiny_dataset, tmp_path):
+    """No cluster to join: the training runs in the command's process, saves every epoch in the
+    store, stops on Ctrl-C without a traceback, and the same command resumes after the last
+    saved epoch instead of starting again."""
+    store, _ = tiny_dataset
+    cmd = [str(BIN / "imgclf"), "train", "--store", store, "--model", "bp", "--epochs", "60",
+           "--batch-size", "16"]
+    proc = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(_epochs_saved(store)) < 2 and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    assert _epochs_saved(store), "no epoch saved within 120 s"
+    assert not [p for p in psutil.Process(proc.pid).children(recursive=True)
+                if "ray" in _cmd(p).lower()], "an in-process training started Ray"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in err
+    saved = _epochs_saved(store)
+    assert saved[-1] != "epoch_0059", "the run finished before it was stopped"
+
+    out = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("train-*.log"))
+    resumed = [ln for ln in logs.splitlines() if "resuming" in ln]
+    assert resumed and resumed[-1].endswith(saved[-1]), logs[-3000:]
+    bundle = Path(json.loads(out.stdout.strip().splitlines()[-1])["bundle"])
+    info = json.loads((bundle / INFO).read_text())
+    assert [h["epoch"] for h in info["history"]] == list(range(1, 61))

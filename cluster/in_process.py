@@ -1,0 +1,114 @@
+"""One worker trained in the caller's process, when there is no Ray cluster to join: starting a
+private Ray only to run one process in it cost more than the epoch (`imgclf train --model bp`
+on MNIST: ray.init about 5 s, the trial's process 3-4 s, shutdown 1-3 s; README, "One
+training, end to end"). Ray Train V2's local mode (`num_workers=0`) runs the same way but
+keeps only the last checkpoint in memory; this keeps them in the store as a Ray run does, so
+that an interrupted run resumes from its latest epoch and the bundle gets the best one."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import torch
+
+from cluster.config import TrainConfig
+from cluster.train_worker import (
+    CHECKPOINT_FILE,
+    EpochReport,
+    LogWorldSize,
+    ThroughputMeter,
+    build,
+    device_type,
+    lightning_trainer,
+)
+from lightning_modules import metrics as M
+from lightning_modules.history import EpochHistory
+from lightning_modules.store import filesystem, join, read_json, remove_quietly, write_bytes
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"  # written last: an epoch folder without it is incomplete
+
+
+@dataclass
+class Saved:
+    """One epoch's checkpoint in the store."""
+
+    uri: str  # the folder holding CHECKPOINT_FILE and METRICS_FILE
+    metrics: dict[str, float]
+
+
+def saved(run_uri: str) -> list[Saved]:
+    """The run's complete epoch checkpoints, oldest first."""
+    fs, path = filesystem(run_uri)
+    if not fs.exists(path):
+        return []
+    out = []
+    for d in sorted(fs.ls(path, detail=False)):
+        uri = join(run_uri, os.path.basename(d.rstrip("/")))
+        metrics = read_json(join(uri, METRICS_FILE))
+        if metrics is not None:
+            out.append(Saved(uri, metrics))
+    return out
+
+
+def best_of(checkpoints: list[Saved]) -> Saved:
+    return max(checkpoints, key=lambda c: c.metrics.get(M.SCORE, -1.0))
+
+
+class StoreSink:
+    """Each epoch's checkpoint to `<run_uri>/epoch_NNNN/`; keeps the latest and the best
+    `keep` by score (Ray's CheckpointConfig semantics)."""
+
+    def __init__(self, run_uri: str, keep: int) -> None:
+        self.run_uri, self.keep = run_uri, keep
+
+    def __call__(self, metrics: dict[str, float], ckpt_dir: str) -> None:
+        uri = join(self.run_uri, f"epoch_{int(metrics['epoch']):04d}")
+        with open(os.path.join(ckpt_dir, CHECKPOINT_FILE), "rb") as f:
+            write_bytes(join(uri, CHECKPOINT_FILE), f.read())
+        write_bytes(join(uri, METRICS_FILE), json.dumps(metrics).encode())
+        self._prune()
+
+    def _prune(self) -> None:
+        runs = saved(self.run_uri)
+        ranked = sorted(runs, key=lambda c: c.metrics.get(M.SCORE, -1.0), reverse=True)
+        kept = {c.uri for c in ranked[: self.keep]} | {runs[-1].uri}
+        for c in runs:
+            if c.uri not in kept:  # its metrics first: a folder half removed is not listed
+                remove_quietly(join(c.uri, METRICS_FILE)) and remove_quietly(c.uri)
+
+
+def load_local(uri: str) -> str:
+    """A local path to the checkpoint file of an epoch folder (copied down from s3)."""
+    fs, path = filesystem(join(uri, CHECKPOINT_FILE))
+    if "://" not in uri:
+        return path
+    local = os.path.join(tempfile.mkdtemp(prefix="imgclf-ckpt-"), CHECKPOINT_FILE)
+    fs.get_file(path, local)
+    return local
+
+
+def fit_here(cfg: TrainConfig, data_uri: str, run_uri: str, launched_at: float,
+             threads: int) -> tuple[Saved, Saved]:
+    """Train in this process, resuming from the run's latest checkpoint; (best, latest)."""
+    before = saved(run_uri)
+    if before and before[-1].metrics.get("epoch", -1) + 1 >= cfg.epochs:
+        log.info("%s: every epoch trained already", run_uri)
+        return best_of(before), before[-1]
+    torch.set_num_threads(threads)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    # --no-use-gpu keeps a GPU of this machine out of it (Ray would not make it visible).
+    device = "cpu" if cfg.scaling.use_gpu is False else device_type()
+    module, dm = build(cfg, data_uri, device)
+    cbs = [LogWorldSize(), ThroughputMeter(launched_at), EpochHistory(),
+           EpochReport(StoreSink(run_uri, cfg.scaling.num_to_keep))]
+    if before:
+        log.info("resuming %s from %s", run_uri, before[-1].uri)
+    lightning_trainer(cfg, cbs, 1, device).fit(module, datamodule=dm,
+                                       ckpt_path=load_local(before[-1].uri) if before else None)
+    after = saved(run_uri)
+    return best_of(after), after[-1]

@@ -1,0 +1,83 @@
+"""A one-worker training with no Ray cluster to join runs in the caller's process: when that
+applies, and how its checkpoints are kept in the store (Ray's CheckpointConfig semantics)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import ray
+from pydantic import ValidationError
+
+from cluster.config import TrainConfig
+from cluster.in_process import METRICS_FILE, StoreSink, saved
+from cluster.launcher import fit, runs_here
+from cluster.train_worker import CHECKPOINT_FILE
+from lightning_modules import metrics as M
+
+
+def _no_cluster(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("cluster.connect._recorded_head", lambda: None)
+    assert not ray.is_initialized()
+
+
+def test_which_runs_train_in_process(monkeypatch):
+    _no_cluster(monkeypatch)
+    assert runs_here(TrainConfig())
+    assert not runs_here(TrainConfig(scaling={"workers": 2}))  # DDP needs Ray
+    assert not runs_here(TrainConfig(scaling={"in_process": False}))
+    assert not runs_here(TrainConfig(scaling={"ray_address": "10.0.0.1:6379"}))
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert not runs_here(TrainConfig())
+    assert runs_here(TrainConfig(scaling={"in_process": True}))
+    with pytest.raises(ValidationError, match="--in-process trains one worker"):
+        TrainConfig(scaling={"in_process": True, "workers": 2})
+
+
+def _epoch(sink: StoreSink, tmp_path, epoch: int, acc: float) -> None:
+    d = tmp_path / f"ckpt{epoch}"
+    d.mkdir()
+    (d / CHECKPOINT_FILE).write_bytes(b"weights %d" % epoch)
+    sink({"epoch": epoch, M.SCORE: acc}, str(d))
+
+
+def test_store_keeps_the_best_and_the_latest_epochs(tmp_path):
+    run = str(tmp_path / "run")
+    sink = StoreSink(run, keep=2)
+    for epoch, acc in enumerate([0.5, 0.9, 0.7, 0.8, 0.6]):
+        _epoch(sink, tmp_path, epoch, acc)
+    kept = saved(run)
+    # the two best (epochs 1 and 3) and the latest (4), oldest first
+    assert [c.metrics["epoch"] for c in kept] == [1, 3, 4]
+    assert (tmp_path / "run" / "epoch_0004" / CHECKPOINT_FILE).read_bytes() == b"weights 4"
+    # a folder whose metrics were never written (a run stopped mid-save) is not a checkpoint
+    (tmp_path / "run" / "epoch_0005").mkdir()
+    (tmp_path / "run" / "epoch_0005" / CHECKPOINT_FILE).write_bytes(b"half")
+    assert [c.metrics["epoch"] for c in saved(run)] == [1, 3, 4]
+    assert json.loads((tmp_path / "run" / "epoch_0001" / METRICS_FILE).read_text())[M.SCORE] \
+        == 0.9
+
+
+def test_in_process_fit_resumes_and_returns_the_best_epoch(tiny_dataset, monkeypatch):
+    _no_cluster(monkeypatch)
+    store, uri = tiny_dataset
+    cfg = TrainConfig(store=store, epochs=3, model={"family": "bp", "preset": "small"},
+                      optim={"batch_size": 32})
+    first = fit(cfg, uri, "resume-me")
+    assert not ray.is_initialized()  # no Ray was started for it
+    assert [h["epoch"] for h in first.history] == [1, 2, 3]
+    best_acc = max(h[M.SCORE] for h in first.history)
+    assert first.metrics[M.SCORE] == pytest.approx(best_acc)
+    # a finished run is not trained again: same weights, same history
+    again = fit(cfg, uri, "resume-me")
+    assert again.history == first.history
+    assert all((again.state[k] == v).all() for k, v in first.state.items())
+    # a run stopped before its last epoch was saved carries on from the latest one
+    run = Path(store, "ray", "resume-me", "in_process")
+    shutil.rmtree(run / "epoch_0002")
+    done = int(saved(str(run))[-1].metrics["epoch"]) + 1  # epochs its latest save covers
+    resumed = fit(cfg, uri, "resume-me")
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[:done] == first.history[:done]  # the saved epochs, not retrained (their timings too)
