@@ -37,9 +37,10 @@ class ScalingOptions(BaseModel):
         "clusters)")
     num_to_keep: int = Field(2, gt=0, description="checkpoints kept (best by val/acc)")
     in_process: Optional[bool] = Field(
-        None, description="train the one worker in this process, without Ray (default: when "
-        "there is no Ray cluster to join: no --ray-address, $RAY_ADDRESS or `ray start` head "
-        "here); no worker restarts there, a re-run resumes from the last epoch")
+        None, description="train the one worker in the process that runs the stage, not in a "
+        "Tune trial (default: yes for `imgclf train` with no Ray cluster to join, i.e. no "
+        "--ray-address, $RAY_ADDRESS or `ray start` head here, and for a flow's trainings, "
+        "each a Ray task holding its resources); a re-run resumes from the last saved epoch")
 
     @model_validator(mode="after")
     def _one_worker_in_process(self) -> "ScalingOptions":

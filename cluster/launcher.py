@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import pyarrow.fs
 import ray
@@ -17,7 +17,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from cluster.config import TrainConfig
-from cluster.connect import cluster_to_join, connect, tune_verbosity
+from cluster.connect import cluster_to_join, connect, on_cluster, tune_verbosity
 from cluster.in_process import fit_here, load_local
 from cluster.train_worker import (
     CHECKPOINT_FILE,
@@ -244,6 +244,29 @@ def _fit_one(cfg: TrainConfig, data_uri: str, name: str, launched_at: float
     if not result.best_checkpoints:
         raise UserError(f"training run {name} reported no checkpoint; see {exp_path}")
     return (*_best(result.best_checkpoints), result.checkpoint)
+
+
+T = TypeVar("T")
+
+
+def train_on_cluster(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
+    """fn(cfg) (the train stage) run on the cluster, so that trainings submitted together run
+    side by side as Ray's scheduler places them. One worker: a Ray task holding the run's
+    resources (CPUs, its GPU share) that trains Lightning in its own process (Ray keeps such
+    worker processes warm: no Tune experiment, trial actor or imports per training); Ray
+    retries it on a lost worker or node and it resumes from its last saved epoch. Several
+    workers (or --no-in-process): a zero-CPU driver task that runs Ray Train or a Tune trial."""
+    connect(cfg.scaling.ray_address)
+    check_cluster(cfg)
+    if cfg.scaling.workers > 1 or cfg.scaling.in_process is False:
+        return on_cluster(cfg.scaling.ray_address, fn, cfg)
+    resources, threads = run_resources(cfg)
+    wait_until_placeable(resources, cfg.scaling.start_timeout_s)
+    here = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
+        update={"in_process": True, "cpus_per_worker": threads})})
+    task = ray.remote(num_cpus=resources["CPU"], num_gpus=resources["GPU"],
+                      max_retries=cfg.scaling.max_failures)(fn)
+    return ray.get(task.remote(here))
 
 
 def wait_until_placeable(resources: dict[str, float], timeout_s: float) -> None:

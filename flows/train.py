@@ -77,11 +77,11 @@ def train_model(cfg: TrainConfig) -> TrainOutcome:
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient_only)
 def train_task(cfg: TrainConfig) -> str:
-    """Train (a retry resumes the same Ray run from its last checkpoint); returns the bundle URI.
-    Driven from a Ray task of its own, so trainings submitted together run side by side."""
-    from cluster.connect import on_cluster
+    """Train (a retry resumes the same run from its last checkpoint); returns the bundle URI.
+    A Ray task of its own, so trainings submitted together run side by side."""
+    from cluster.launcher import train_on_cluster
 
-    return on_cluster(cfg.scaling.ray_address, train_model, cfg).bundle_uri
+    return train_on_cluster(cfg, train_model).bundle_uri
 
 
 @flow(name="train")
