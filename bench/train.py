@@ -1,4 +1,5 @@
-"""Training benchmark: the pipeline (Ray Train + Lightning) against a bare PyTorch loop.
+"""Training benchmark: the pipeline's training (Lightning in a Ray task on a local Ray) against a
+bare PyTorch loop.
 
 Run: `python bench/train.py [--samples 12000] [--families bp,dnn,cnn,dcnn]`. Same net, data,
 batch size and thread count on both sides, in one run. Prints JSON: steady-state img/s of each
@@ -23,7 +24,8 @@ from cluster.config import TrainConfig  # noqa: E402
 from cluster.train_worker import IMG_PER_S, STARTUP_S  # noqa: E402
 from flows.config import PrepConfig  # noqa: E402
 from flows.prep.build import prepare  # noqa: E402
-from flows.train import train_model as train  # noqa: E402
+from cluster.launcher import train_on_cluster  # noqa: E402
+from flows.train import train_model  # noqa: E402
 from lightning_modules.bundle import load_bundle  # noqa: E402
 from lightning_modules.datamodule import PreparedData, standardize  # noqa: E402
 from lightning_modules.evaluation import size_and_flops  # noqa: E402
@@ -86,15 +88,13 @@ def main() -> None:
     out = {"threads": threads, "samples": args.samples, "sgemm_peak_gflops": round(peak / 1e9, 1),
            "torch": torch.__version__, "families": {}}
     for family in args.families.split(","):
-        # The pipeline's path: a Tune trial on Ray (a lone `imgclf train` trains in-process).
         cfg = TrainConfig(dataset="mnist", store=store, epochs=1, max_train_samples=args.samples,
                           model={"family": family}, optim={"batch_size": args.batch_size,
-                                                          "schedule": "none"},
-                          scaling={"in_process": False})
+                                                          "schedule": "none"})
         # Shared machines drift: bare runs before and after the pipeline run, median taken.
         bares = [bare_loop(cfg, uri, threads)]
         t = time.perf_counter()
-        res = train(cfg)
+        res = train_on_cluster(cfg, train_model)  # the pipeline's path: a Ray task on a local Ray
         wall = time.perf_counter() - t
         pipe = res.info["metrics"][IMG_PER_S]
         bares += [bare_loop(cfg, uri, threads), bare_loop(cfg, uri, threads)]
