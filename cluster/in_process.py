@@ -1,9 +1,10 @@
-"""One worker trained in the caller's process, when there is no Ray cluster to join: starting a
-private Ray only to run one process in it cost more than the epoch (`imgclf train --model bp`
-on MNIST: ray.init about 5 s, the trial's process 3-4 s, shutdown 1-3 s; README, "One
-training, end to end"). Ray Train V2's local mode (`num_workers=0`) runs the same way but
-keeps only the last checkpoint in memory; this keeps them in the store as a Ray run does, so
-that an interrupted run resumes from its latest epoch and the bundle gets the best one."""
+"""One worker trained in the process that runs the stage: `imgclf train`'s own when there is no
+Ray cluster to join, or a Ray task's that holds the run's resources (a flow's training,
+cluster/launcher.py:train_on_cluster). Starting a private Ray, or a Tune experiment and a trial
+process, for one process's work cost more than an epoch (README, "One training, end to end").
+Ray Train V2's local mode (`num_workers=0`) runs the same way but keeps only the last
+checkpoint in memory; this keeps them in the store as a Ray run does, so that an interrupted
+run resumes from its latest epoch and the bundle gets the best one."""
 from __future__ import annotations
 
 import json
