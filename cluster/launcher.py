@@ -269,6 +269,14 @@ def train_on_cluster(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
     return ray.get(task.remote(here))
 
 
+def train_stage(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
+    """`imgclf train`: a one-worker training on a cluster is a Ray task there, as a flow's is;
+    otherwise this process trains (no cluster to join) or drives Ray Train or Tune itself."""
+    if cfg.scaling.workers == 1 and cfg.scaling.in_process is None and not runs_here(cfg):
+        return train_on_cluster(cfg, fn)
+    return fn(cfg)
+
+
 def wait_until_placeable(resources: dict[str, float], timeout_s: float) -> None:
     """A trial whose resources no node has would wait in Tune forever: wait for a node that
     could host it (an autoscaler may be adding one) for at most timeout_s, then say why."""

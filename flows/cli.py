@@ -32,9 +32,10 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = model_from_args(TrainConfig, args)
+    from cluster.launcher import train_stage
     from flows.train import train_model
 
-    out = train_model(cfg)
+    out = train_stage(cfg, train_model)
     print(json.dumps({"run_name": out.run_name, "bundle": out.bundle_uri, "cached": out.cached,
                       "metrics": out.info.get("metrics", {}),
                       "train_seconds": out.info.get("train_seconds")}))

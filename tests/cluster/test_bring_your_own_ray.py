@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +37,10 @@ def test_train_and_tune_join_a_token_auth_head(ray_head, tiny_dataset):
     assert "Traceback" not in out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["cached"] is False and res["metrics"]["val/acc"] > 0
+    # On a cluster a one-worker training is a Ray task training in its process (its epochs
+    # saved in the store), not a Tune experiment.
+    run = Path(store, "ray", res["run_name"])
+    assert list(run.glob("in_process/epoch_*/metrics.json")), sorted(run.rglob("*"))[:20]
     out = imgclf(env, "tune", "--store", store, "--model", "bp", "--num-samples", "1",
                  "--max-epochs", "1", "--batch-sizes", "64")
     assert out.returncode == 0, out.stderr[-3000:]
