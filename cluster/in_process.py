@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Iterator
 
 import lightning.pytorch as pl
 import torch
@@ -28,7 +30,14 @@ from cluster.train_worker import (
 )
 from lightning_modules import metrics as M
 from lightning_modules.history import EpochHistory
-from lightning_modules.store import filesystem, join, read_json, remove_quietly, write_bytes
+from lightning_modules.store import (
+    filesystem,
+    is_local,
+    join,
+    read_json,
+    remove_quietly,
+    write_bytes,
+)
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"  # written last: an epoch folder without it is incomplete
@@ -83,14 +92,18 @@ class StoreSink:
                 remove_quietly(join(c.uri, METRICS_FILE)) and remove_quietly(c.uri)
 
 
-def load_local(uri: str) -> str:
-    """A local path to the checkpoint file of an epoch folder (copied down from s3)."""
+@contextmanager
+def local_checkpoint(uri: str) -> Iterator[str]:
+    """A local path to the checkpoint file of an epoch folder (an s3 one copied down for the
+    block's duration)."""
     fs, path = filesystem(join(uri, CHECKPOINT_FILE))
-    if "://" not in uri:
-        return path
-    local = os.path.join(tempfile.mkdtemp(prefix="imgclf-ckpt-"), CHECKPOINT_FILE)
-    fs.get_file(path, local)
-    return local
+    if is_local(uri):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="imgclf-ckpt-") as d:
+        local = os.path.join(d, CHECKPOINT_FILE)
+        fs.get_file(path, local)
+        yield local
 
 
 def fit_here(cfg: TrainConfig, data_uri: str, run_uri: str, launched_at: float,
@@ -109,7 +122,7 @@ def fit_here(cfg: TrainConfig, data_uri: str, run_uri: str, launched_at: float,
            EpochReport(StoreSink(run_uri, cfg.scaling.num_to_keep))]
     if before:
         log.info("resuming %s from %s", run_uri, before[-1].uri)
-    lightning_trainer(cfg, cbs, 1, device).fit(module, datamodule=dm,
-                                       ckpt_path=load_local(before[-1].uri) if before else None)
+    with local_checkpoint(before[-1].uri) if before else nullcontext() as ckpt:
+        lightning_trainer(cfg, cbs, 1, device).fit(module, datamodule=dm, ckpt_path=ckpt)
     after = saved(run_uri)
     return best_of(after), after[-1]

@@ -18,7 +18,7 @@ from ray.train.torch import TorchTrainer
 
 from cluster.config import TrainConfig
 from cluster.connect import cluster_to_join, connect, on_cluster, tune_verbosity
-from cluster.in_process import fit_here, load_local
+from cluster.in_process import fit_here, local_checkpoint
 from cluster.train_worker import (
     CHECKPOINT_FILE,
     FIT_S,
@@ -159,8 +159,10 @@ def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
     if runs_here(cfg):
         best, latest = fit_here(cfg, data_uri, join(ray_storage(cfg.store), name, "in_process"),
                                 launched_at, cfg.scaling.cpus_per_worker or local_cpus())
-        state = net_state_from_checkpoint(load_local(best.uri))
-        history = history_from_checkpoint(load_checkpoint(load_local(latest.uri)))
+        with local_checkpoint(best.uri) as path:
+            state = net_state_from_checkpoint(path)
+        with local_checkpoint(latest.uri) as path:
+            history = history_from_checkpoint(load_checkpoint(path))
         best_metrics, best_path = best.metrics, best.uri
     else:
         connect(cfg.scaling.ray_address)
@@ -188,7 +190,9 @@ def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
 
 def local_cpus() -> int:
     """The cores this process may use (a container's limit, where Ray would count them too)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _best(checkpoints: list) -> tuple[Any, dict]:

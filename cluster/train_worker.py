@@ -176,5 +176,6 @@ def train_in_trial(config: dict) -> None:
     torch.set_num_threads(int(config["threads"]))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dm = build(cfg, config["data_uri"])
-    cbs = [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(), EpochReport(tune_sink)]
+    cbs = [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(),
+           EpochReport(tune_sink)]
     fit_from(lightning_trainer(cfg, cbs, 1), module, dm, tune.get_checkpoint())
