@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from cluster.config import TrainConfig, TuneConfig, apply_levers
 from flows.config import PipelineConfig, StudyConfig
-from lightning_modules.config import ModelConfig
+from lightning_modules.config import ModelConfig, OptimConfig
 from lightning_modules.layout import cache_key
 from lightning_modules.nets import FAMILIES
 
@@ -23,7 +23,10 @@ def base_train(cfg: PipelineConfig, dataset: str, family: str, seed: int,
     base = TrainConfig(dataset=dataset, store=cfg.store, model=ModelConfig(family=family),
                        scaling=cfg.scaling, epochs=cfg.epochs or 1, seed=seed,
                        max_train_samples=max_train_samples)
-    return apply_levers(base, dict(FAMILIES[family].recipe))
+    fam = FAMILIES[family]
+    base = base.model_copy(update={"optim": OptimConfig(**{**base.optim.model_dump(),
+                                                           **dict(fam.optim)})})
+    return apply_levers(base, dict(fam.recipe))
 
 
 def tune_config(cfg: PipelineConfig, dataset: str, family: str, trials: int) -> TuneConfig:

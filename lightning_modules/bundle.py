@@ -10,8 +10,9 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from lightning_modules.config import ModelConfig
-from lightning_modules.datamodule import standardize
+from lightning_modules.datamodule import augments, standardize
 from lightning_modules.nets import build_net
+from lightning_modules.tta import tta_logits
 from lightning_modules.store import filesystem, join, read_json, write_bytes, write_json
 
 WEIGHTS = "weights.safetensors"
@@ -59,13 +60,16 @@ class Predictor:
         self.std = torch.tensor(info["std"])
         self.classes: list[str] = info["classes"]
         self.shape: tuple[int, int, int] = tuple(info["shape"])
+        self.tta = augments(self.shape)
+
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         return standardize(x, self.mean, self.std)
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.preprocess(x))
+        x = self.preprocess(x)
+        return tta_logits(self.net, x) if self.tta else self.net(x)
 
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x).softmax(dim=1)

@@ -1,7 +1,7 @@
 """One LightningModule for every family: loss, optimiser, schedule and per-split metrics."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import lightning.pytorch as pl
 import torch
@@ -10,6 +10,8 @@ from torchmetrics import Metric
 
 from lightning_modules import metrics as M
 from lightning_modules.config import OptimConfig
+from lightning_modules.deep_cnn import norm_shifts
+from lightning_modules.lookahead import Lookahead
 
 
 class Ratio(Metric):
@@ -97,22 +99,58 @@ class Classifier(pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test", batch_idx)
 
+    def on_fit_start(self) -> None:
+        """A whitening stem is fitted to the training images before the first step (a resumed
+        run's was restored with its weights)."""
+        whiten = getattr(self.net, "whiten", None)
+        dm = getattr(self.trainer, "datamodule", None)
+        if whiten is not None and not bool(whiten.fitted) and hasattr(dm, "whitening_sample"):
+            whiten.fit(dm.whitening_sample().to(whiten.weight.device))
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [Lookahead()] if self.optim.lookahead else []
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Batch-norm shifts at norm_lr_scale × lr; with decoupled weight decay, torch's
+        coefficient divided by each group's lr, so the decay per step is the config's."""
+        o = self.optim
+        shifts = {id(p) for p in norm_shifts(self.net)} if o.norm_lr_scale != 1.0 else set()
+        trained = [p for p in self.parameters() if p.requires_grad]
+        groups = [(o.lr, [p for p in trained if id(p) not in shifts]),
+                  (o.lr * o.norm_lr_scale, [p for p in trained if id(p) in shifts])]
+        return [{"params": ps, "lr": lr,
+                 "weight_decay": o.weight_decay / lr if o.decoupled_weight_decay else
+                 o.weight_decay} for lr, ps in groups if ps]
+
     def configure_optimizers(self) -> Any:
         o = self.optim
-        params = self.parameters()
+        groups = self._param_groups()
         if o.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov
-                                  and o.momentum > 0, weight_decay=o.weight_decay)
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0)
         else:
             cls = torch.optim.Adam if o.optimizer == "adam" else torch.optim.AdamW
-            opt = cls(params, lr=o.lr, weight_decay=o.weight_decay)
+            opt = cls(groups, lr=o.lr)
         steps = int(self.trainer.estimated_stepping_batches)
         if o.schedule == "none" or steps < 8:  # too few steps to shape a schedule over
             return opt
         if o.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps,
-                                                        pct_start=0.25)
+            sched: Any = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.25)
+        elif o.schedule == "warmup_linear":
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear(steps))
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+
+def warmup_linear(total: int, warm: float = 0.23, start: float = 0.2, end: float = 0.07
+                  ) -> Callable[[int], float]:
+    """airbench's schedule as an lr multiplier per step."""
+    up = max(1, int(total * warm))
+
+    def factor(step: int) -> float:
+        if step < up:
+            return start + (1.0 - start) * step / up
+        return 1.0 + (end - 1.0) * min(1.0, (step - up) / max(1, total - up))
+    return factor

@@ -83,8 +83,17 @@ class OptimConfig(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     nesterov: bool = Field(True, description="Nesterov momentum for SGD")
     weight_decay: float = Field(5e-4, ge=0.0, description="weight decay")
-    schedule: Literal["onecycle", "cosine", "none"] = Field("onecycle", description="LR schedule")
+    schedule: Literal["onecycle", "cosine", "warmup_linear", "none"] = Field(
+        "onecycle", description="LR schedule (warmup_linear: from 0.2x up to the peak over "
+        "the first 23 per cent of steps, then linearly down to 0.07x, as airbench)")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing")
+    decoupled_weight_decay: bool = Field(
+        False, description="SGD: weight decay is the fraction of each weight removed per step "
+        "at the peak learning rate, whatever the learning rate (airbench's decoupling)")
+    norm_lr_scale: float = Field(1.0, gt=0.0, le=1000.0, description="learning-rate "
+                                 "multiplier for batch-norm shifts (airbench: 64)")
+    lookahead: bool = Field(False, description="every 5 steps pull the weights towards their "
+                            "running average, ending on the average (airbench's lookahead EMA)")
 
 
 Precision = Literal["auto", "32-true", "bf16-mixed"]

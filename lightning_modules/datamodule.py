@@ -81,6 +81,12 @@ def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch
     return (x - mean.to(x.device).view(1, -1, 1, 1)) / std.to(x.device).view(1, -1, 1, 1)
 
 
+def augments(shape: tuple[int, int, int] | list[int]) -> bool:
+    """Shift + flip suits photos (RGB), not digits or garments drawn in a fixed frame; a model
+    trained with them is also evaluated with them (test-time augmentation)."""
+    return shape[0] == 3
+
+
 class PreparedData(pl.LightningDataModule):
     """Reads the arrays once (checking each file's SHA-256 against the manifest)."""
 
@@ -92,8 +98,7 @@ class PreparedData(pl.LightningDataModule):
         self.resident = resident
         self.max_train_samples, self.seed = max_train_samples, seed
         self.manifest = load_manifest(uri)
-        # Crop + flip suits photos (RGB), not digits or garments drawn in a fixed frame.
-        self.augment = self.manifest["shape"][0] == 3 if augment is None else augment
+        self.augment = augments(self.shape) if augment is None else augment
         self.mean = torch.tensor(self.manifest["mean"]).view(1, -1, 1, 1)
         self.std = torch.tensor(self.manifest["std"]).view(1, -1, 1, 1)
         self.splits: dict[str, TensorBatches] = {}
@@ -152,9 +157,15 @@ class PreparedData(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False)
 
+    def whitening_sample(self, n: int = 5000) -> torch.Tensor:
+        """The first n training images, standardised as the net sees them (a whitening stem's
+        statistics; its first batch would do, the seeded order makes this repeatable)."""
+        x = self.split("train").x[:n]
+        return standardize(x.float().div(255.0), self.mean, self.std)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, y = batch
         x = x.float().div_(255.0)
         if self.augment and self.trainer is not None and self.trainer.training:
-            x = random_crop_flip(x, pad=max(1, x.shape[-1] // 8))
+            x = random_crop_flip(x, pad=max(1, x.shape[-1] // 16))
         return standardize(x, self.mean, self.std), y

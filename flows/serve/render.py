@@ -53,8 +53,8 @@ def classify(pred: Any, meta: dict, img: Image.Image, centre: Optional[bool]) ->
     if centre is None:  # MNIST-like digits are centred by mass; clothes and colour are fitted
         centre = pred.shape[0] == 1 and "fashion" not in meta["dataset"]
     x = torch.from_numpy(to_model_input(img, pred.shape, centre))[None]
-    logits, layers = layer_outputs(pred.net, pred.preprocess(x))
-    probs = logits.softmax(dim=1)[0]
+    _, layers = layer_outputs(pred.net, pred.preprocess(x))
+    probs = pred.probs(x)[0]  # with the test-time augmentation the evaluation used
     top = int(probs.argmax())
     seen = x[0].numpy()
     return {"model": meta["id"], "label": pred.classes[top], "label_index": top,

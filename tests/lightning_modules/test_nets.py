@@ -56,6 +56,9 @@ def test_structure_lever_depth_and_width():
     count = lambda n: sum(p.numel() for p in n.parameters())  # noqa: E731
     assert count(wide) > 10 * count(small)
     assert any(isinstance(m, nn.BatchNorm2d) for m in small.modules())
+    free = build_net(ModelConfig(family="dcnn", widths=[8, 16, 24]), (1, 28, 28), 10)
+    assert [m.out_channels for m in free.modules() if isinstance(m, nn.Conv2d)] == \
+        [8, 8, 8, 16, 16, 24, 24]  # the whitening stem (2 × 1 × 2 × 2) then the groups
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -65,6 +68,7 @@ def test_structure_lever_depth_and_width():
     ({"family": "rnn"}, "family"),
     ({"family": "cnn", "widths": [8, 8]}, "needs 3..3 positive widths"),
     ({"family": "bp", "preset": "wide"}, "preset 'wide' is not one of"),
+    ({"family": "dcnn", "widths": [8, 8, 8, 8]}, "needs 3..3 positive widths"),
 ])
 def test_bad_model_options(kwargs, match):
     with pytest.raises(ValidationError, match=match):
