@@ -13,7 +13,14 @@ from pydantic import ValidationError
 
 from cluster.config import TrainConfig, TuneConfig
 from flows.cli_options import add_model_options, model_from_args, one_line
-from flows.config import EvalConfig, PipelineConfig, PrepConfig, PublishConfig, StudyConfig
+from flows.config import (
+    PROFILE_NAMES,
+    EvalConfig,
+    PipelineConfig,
+    PrepConfig,
+    PublishConfig,
+    StudyConfig,
+)
 from flows.progress import QUIET_ENV, NoErrorsOnConsole
 from lightning_modules.errors import describe, first_line
 
@@ -94,7 +101,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def _pipeline_extra(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=["smoke", "default", "full"], default="default",
+    p.add_argument("--profile", choices=list(PROFILE_NAMES), default="default",
                    help="smoke (minutes), default, full; the defaults shown below are the default "
                    "profile's, and options given override the profile")
     p.add_argument("--storage-block", default=None,

@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster.config import LEVERS, Lever, ScalingOptions, SearchSpace, TrainConfig, TuneOptions
 from flows.prep.kinds import KINDS
-from lightning_modules.config import FAMILY_NAMES, Activation, Family, Name, StoreUrl
+from lightning_modules.config import (
+    FAMILY_NAMES,
+    Activation,
+    Family,
+    ModelConfig,
+    Name,
+    StoreUrl,
+)
 from lightning_modules.layout import DEFAULT_STORE
 
 # The choices come from the registry of sources (flows/prep/kinds.py).
@@ -131,7 +138,9 @@ class DatasetSpec(BaseModel):
                           seed=seed)
 
 
-ProfileName = Literal["smoke", "default", "full"]
+# The pipeline's profiles (their settings: flows/profiles.py).
+PROFILE_NAMES = ("smoke", "default", "cifar", "full")
+ProfileName = Literal[PROFILE_NAMES]  # type: ignore[valid-type]
 
 
 class PipelineConfig(BaseModel):
@@ -142,9 +151,14 @@ class PipelineConfig(BaseModel):
 
     # Plain defaults, not factories, so that the Prefect form and --help show what runs.
     datasets: list[DatasetSpec] = Field(
-        [DatasetSpec(dataset="mnist"), DatasetSpec(dataset="fashion-mnist")], min_length=1, description="datasets: kind, kind=source or name:kind=source")
+        [DatasetSpec(dataset="mnist"), DatasetSpec(dataset="fashion-mnist"),
+         DatasetSpec(dataset="cifar10")], min_length=1,
+        description="datasets: kind, kind=source or name:kind=source")
     families: list[Family] = Field(FAMILY_NAMES, min_length=1,
                                    description="model families")
+    structures: dict[str, str] = Field(
+        {}, description="named structure per family instead of its recipe's, e.g. "
+        "{\"dcnn\": \"large\"} (airbench94's net, for a run with time for it)")
     store: StoreUrl = Field(DEFAULT_STORE, description="store for data, models and runs (path or s3://)")
     epochs: Optional[int] = Field(
         None, gt=0, le=1000, description="epochs of each final training (default: planned "
@@ -167,9 +181,10 @@ class PipelineConfig(BaseModel):
     space: SearchSpace = Field(SearchSpace(presets=["small", "medium"]),
                                description="the search space of the five levers")
     scaling: ScalingOptions = Field(ScalingOptions(), description="how runs map onto Ray")
-    # 570 s for the flow, so that `make run` with its Prefect server's start ends in 10 minutes.
+    # 780 s for the flow, so that `make run` with its Prefect server's start, three datasets'
+    # preparation and the evaluations ends within 15 minutes.
     run_time_budget_s: Optional[float] = Field(
-        570, gt=0, description="time budget of the whole run: tuning gets fewer trials and the "
+        780, gt=0, description="time budget of the whole run: tuning gets fewer trials and the "
         "final trainings the epochs that fit")
     tune_share: float = Field(0.25, gt=0, le=1, description="share of the budget for tuning")
     trial_seconds_guess: float = Field(
@@ -192,6 +207,8 @@ class PipelineConfig(BaseModel):
     def _check(self) -> "PipelineConfig":
         if self.tune.tune_name:
             raise ValueError("--tune-name names one experiment; the pipeline names each its own")
+        for fam, preset in self.structures.items():
+            ModelConfig(family=fam, preset=preset)  # names an existing family and preset
         names = [d.prep(self.store, self.seed).resolved_name() for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError(f"two datasets share a name: {names}; give one a name:kind=source")

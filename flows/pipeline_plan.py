@@ -26,7 +26,10 @@ def base_train(cfg: PipelineConfig, dataset: str, family: str, seed: int,
     fam = FAMILIES[family]
     base = base.model_copy(update={"optim": OptimConfig(**{**base.optim.model_dump(),
                                                            **dict(fam.optim)})})
-    return apply_levers(base, dict(fam.recipe))
+    levers = dict(fam.recipe)
+    if family in cfg.structures:
+        levers["structure"] = cfg.structures[family]
+    return apply_levers(base, levers)
 
 
 def tune_config(cfg: PipelineConfig, dataset: str, family: str, trials: int) -> TuneConfig:

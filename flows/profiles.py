@@ -20,6 +20,9 @@ PROFILES: dict[str, dict[str, Any]] = {
               "tune": {"num_samples": 2, "max_epochs": 1}, "run_time_budget_s": 300,
               "space": {"batch_sizes": [64, 128]}},
     "default": {},
+    # CIFAR-10 alone with time for airbench94's net (30 minutes on a 2-core machine).
+    "cifar": {"datasets": ["cifar10"], "structures": {"dcnn": "large"},
+              "run_time_budget_s": 1680, "max_final_epochs": 10},
     "full": {"datasets": ["mnist", "fashion-mnist", "cifar10"], "epochs": 5, "seeds": 3,
              "max_train_samples": None, "tune_train_samples": 20_000,
              "tune": {"num_samples": 8, "max_epochs": 3}, "run_time_budget_s": None,
