@@ -36,6 +36,10 @@ class ScalingOptions(BaseModel):
         "within this many seconds fails, saying what it asked for (raise it on autoscaling "
         "clusters)")
     num_to_keep: int = Field(2, gt=0, description="checkpoints kept (best by val/acc)")
+    deadline: Optional[float] = Field(
+        None, gt=0, description="wall-clock time (Unix seconds) at which training stops, "
+        "after its first epoch at least, keeping its best epoch (the pipeline sets it from "
+        "its time budget)")
     in_process: Optional[bool] = Field(
         None, description="train the one worker in the process that runs the stage, not in a "
         "Tune trial (default: yes for `imgclf train` with no Ray cluster to join, i.e. no "

@@ -3,6 +3,7 @@ Ray), or, for one worker, Lightning directly in a Tune trial (no Train controlle
 group to start: Ray's documented pattern for Lightning in Tune)."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -25,6 +26,7 @@ from lightning_modules.datamodule import PreparedData
 from lightning_modules.history import EpochHistory
 from lightning_modules.nets import build_net
 
+log = logging.getLogger(__name__)
 CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME
 WORLD_SIZE = "ddp/world_size"
 IMG_PER_S = "perf/train_img_per_s"
@@ -37,6 +39,27 @@ class LogWorldSize(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pl_module.log(WORLD_SIZE, float(trainer.world_size), rank_zero_only=True)
+
+
+class DeadlineStop(pl.Callback):
+    """Ends training at a wall-clock deadline once an epoch is complete: the run keeps its best
+    epoch so far, and a budgeted pipeline publishes on time even when the machine ran slower
+    than its plan assumed (another run beside it, say)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def _stop(self, trainer: pl.Trainer, done_epochs: int) -> None:
+        if not trainer.should_stop and done_epochs >= 1 and time.time() >= self.deadline:
+            trainer.should_stop = True
+            log.warning("deadline reached: training stops after %d of %d epoch(s), keeping its "
+                        "best", done_epochs, trainer.max_epochs)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._stop(trainer, trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop(trainer, trainer.current_epoch + 1)
 
 
 class ThroughputMeter(pl.Callback):
@@ -117,6 +140,8 @@ def lightning_trainer(cfg: TrainConfig, cbs: list[pl.Callback], world_size: int,
     """The Lightning Trainer of a run: Ray's reports replace Lightning's checkpoints and logs.
     The device is what Ray made visible to the worker unless given."""
     device = device or device_type()
+    if cfg.scaling.deadline is not None:
+        cbs = [DeadlineStop(cfg.scaling.deadline), *cbs]
     precision, _ = cfg.compute.resolved(cfg.model.family, device)
     return pl.Trainer(max_epochs=cfg.epochs, accelerator=device,
                       devices=1 if world_size == 1 else "auto",

@@ -229,6 +229,9 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     epochs, plan_note = plan_final(cfg, tuned, data, left)
     step(log, "%d branches submitted: %s", len(epochs),
          ", ".join(f"{k} ({n} epochs)" for k, n in epochs.items()))
+    if cfg.run_time_budget_s is not None:  # trainings slower than planned end on time
+        cfg = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
+            update={"deadline": time.time() + max(0.0, left)})})
     futures = [None if r.error else branch_task.submit(cfg, r, epochs[r.key]) for r in tuned]
     records: list[BranchRecord] = []
     studies: dict[str, str] = {}

@@ -194,12 +194,24 @@ def write_npy(url: str, arr: np.ndarray) -> dict[str, Any]:
 
 
 def write_bytes(url: str, data: bytes) -> dict[str, Any]:
+    """Readers see the old file or the new one, never a part: a local file is written beside
+    its place and renamed over it; an object store's PUT replaces the object whole."""
     fs, path = filesystem(url)
 
     def write() -> None:
         fs.makedirs(fs._parent(path), exist_ok=True)
-        with fs.open(path, "wb") as f:
-            f.write(data)
+        if not is_local(url):
+            with fs.open(path, "wb") as f:
+                f.write(data)
+            return
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     retrying(url, "writing", write)
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,19 @@ def test_in_process_fit_resumes_and_returns_the_best_epoch(tiny_dataset, monkeyp
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     # the saved epochs were not trained again: their rows, timings included, are the same
     assert resumed.history[:done] == first.history[:done]
+
+
+def test_a_training_past_its_deadline_stops_after_its_first_epoch(tiny_dataset, monkeypatch,
+                                                                 caplog):
+    _no_cluster(monkeypatch)
+    store, uri = tiny_dataset
+    cfg = TrainConfig(store=store, epochs=4, model={"family": "bp", "preset": "small"},
+                      optim={"batch_size": 32}, scaling={"deadline": time.time() - 1})
+    with caplog.at_level("WARNING"):
+        out = fit(cfg, uri, "late")
+    assert [h["epoch"] for h in out.history] == [1]  # one whole epoch, validated
+    assert out.metrics[M.SCORE] > 0
+    assert "deadline reached: training stops after 1 of 4 epoch(s)" in caplog.text
+    on_time = fit(cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
+        update={"deadline": time.time() + 3600})}), uri, "on-time")
+    assert [h["epoch"] for h in on_time.history] == [1, 2, 3, 4]
