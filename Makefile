@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# The main job: the pipeline's default profile (MNIST and Fashion-MNIST, all four families,
+# The main job: the pipeline's default profile (MNIST, Fashion-MNIST, CIFAR-10, all four families,
 # a small tuning budget; the offline copies in ../shared/datasets when present) into
 # ./artifacts, under Prefect's temporary server. PROFILE=smoke for a few minutes.
 PROFILE ?= default

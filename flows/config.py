@@ -71,7 +71,7 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field("mnist", description="a prepared dataset's name in the store")
+    dataset: Name = Field("mnist", description="a prepared dataset's name in the store")
     family: Family = Field(
         "cnn", description="model family", json_schema_extra={"cli_aliases": ["--model"]})
     store: StoreUrl = Field(DEFAULT_STORE, description="store holding the model bundles")
@@ -187,8 +187,10 @@ class PipelineConfig(BaseModel):
         780, gt=0, description="time budget of the whole run: tuning gets fewer trials and the "
         "final trainings the epochs that fit")
     tune_share: float = Field(0.25, gt=0, le=1, description="share of the budget for tuning")
+    # A trial's slot time, its tuning's start included: 12 tunings of 2 trials took 402 s on
+    # 2 slots of a 2-core AVX2 machine (bench/results/pipeline-default.json's machine).
     trial_seconds_guess: float = Field(
-        8, gt=0, description="assumed seconds per tuning trial (planned before any is measured)")
+        30, gt=0, description="assumed seconds per tuning trial (planned before any is measured)")
     finish_seconds: float = Field(
         40, ge=0, description="seconds kept from the budget for evaluation and publishing")
     # Measured: 8 final trainings, each a Ray task training in its warm process, took 335 s of

@@ -201,8 +201,9 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     Args:
         cfg: the whole typed config (datasets, families, tuning budget, training, scaling);
             when given it wins over `profile`; empty: the profile's config is used.
-        profile: smoke (minutes), default (MNIST + Fashion-MNIST, all four families, `make
-            run`) or full (all three datasets, larger search, the study).
+        profile: smoke (minutes), default (MNIST, Fashion-MNIST and CIFAR-10, all four
+            families, `make run`), cifar (CIFAR-10 with airbench94's net) or full (three
+            seeds, larger search, the study).
         store: where data, models and runs go (path or s3://); overrides the config's store.
         storage_block: name of a Prefect Secret block holding the store's credentials as a
             JSON object of environment variables (AWS_ACCESS_KEY_ID, ...).

@@ -1,6 +1,6 @@
-"""Pipeline profiles: `smoke` (minutes, CI and demos), `default` (`make run`: within its
-10-minute budget on a 2-core machine), `full` (all three datasets, a larger search, the
-study)."""
+"""Pipeline profiles: `smoke` (minutes, CI and demos), `default` (`make run`: the three
+datasets within 15 minutes on a 2-core machine), `cifar` (CIFAR-10 alone, 30 minutes), `full`
+(three seeds, a larger search, the study)."""
 from __future__ import annotations
 
 import os

@@ -42,6 +42,8 @@ def test_bad_options_give_one_line_errors(tmp_path, args, message):
     (["train", "--widths", "8,x"], "is not a comma-separated list of integers"),
     (["train", "--dataset", "nothing"], "no prepared dataset 'nothing'"),
     (["evaluate", "--model", "dcnn"], "no trained 'dcnn' model for 'mnist'"),
+    (["evaluate", "--dataset", "../../outside"], "'../../outside' is not a valid name"),
+    (["publish", "--dataset", "../x"], "'../x' is not a valid name"),
 ])
 def test_train_and_evaluate_bad_options(tmp_path, args, message):
     out = _run(*args, "--store", str(tmp_path))
