@@ -11,7 +11,6 @@ import argparse
 import glob
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -20,13 +19,13 @@ import time
 from pathlib import Path
 
 import torch
+from bench_results import write
 
 # The floors of each family (test accuracy) on a 15-minute run of a 2-core machine.
 TARGETS = {"mnist": {"bp": 0.98, "dnn": 0.985, "cnn": 0.993, "dcnn": 0.995},
            "fashion-mnist": {"bp": 0.885, "dnn": 0.89, "cnn": 0.925, "dcnn": 0.94},
            "cifar10-jpeg": {"bp": 0.50, "dnn": 0.55, "cnn": 0.75, "dcnn": 0.92}}
 BEST_TARGETS = {"mnist": 0.995, "fashion-mnist": 0.94, "cifar10-jpeg": 0.92}
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
@@ -118,15 +117,10 @@ def main() -> None:
     wall = time.perf_counter() - t
     if proc.returncode:
         sys.exit(f"the pipeline failed (exit {proc.returncode})")
-    result = {"profile": args.profile, "cpus": threads, "machine": platform.processor() or
-              platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "torch": torch.__version__,
-              "peaks_gflop_s": {k: round(v / 1e9, 1) for k, v in peaks.items()},
-              **summary(store, wall, peaks)}
-    text = json.dumps(result, indent=2)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"pipeline-{args.profile}.json").write_text(text + "\n")
-    print(text)
+    print(write(f"pipeline-{args.profile}", {
+        "command": f"python bench/pipeline.py --profile {args.profile}",
+        "peaks_gflop_s": {k: round(v / 1e9, 1) for k, v in peaks.items()},
+        **summary(store, wall, peaks)}))
 
 
 if __name__ == "__main__":
