@@ -42,24 +42,34 @@ class LogWorldSize(pl.Callback):
 
 
 class DeadlineStop(pl.Callback):
-    """Ends training at a wall-clock deadline once an epoch is complete: the run keeps its best
-    epoch so far, and a budgeted pipeline publishes on time even when the machine ran slower
-    than its plan assumed (another run beside it, say)."""
+    """Ends training at a wall-clock deadline once an epoch is complete, keeping its best epoch
+    so far, so that a budgeted pipeline publishes on time even when the machine ran slower
+    than its plan assumed (another run beside it, say). A training whose remaining epochs
+    end within `grace` seconds of the deadline finishes them: a schedule cut short leaves the
+    weights at a high learning rate, which costs more than a few seconds."""
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
+    def __init__(self, deadline: float, grace: float = 60.0) -> None:
+        self.deadline, self.grace = deadline, grace
+        self.started, self.first_epoch = time.time(), 0
 
-    def _stop(self, trainer: pl.Trainer, done_epochs: int) -> None:
-        if not trainer.should_stop and done_epochs >= 1 and time.time() >= self.deadline:
-            trainer.should_stop = True
-            log.warning("deadline reached: training stops after %d of %d epoch(s), keeping its "
-                        "best", done_epochs, trainer.max_epochs)
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started, self.first_epoch = time.time(), trainer.current_epoch
+
+    def _stop(self, trainer: pl.Trainer, done: int, remaining_s: float) -> None:
+        late = time.time() + remaining_s > self.deadline + self.grace
+        if trainer.should_stop or done < 1 or not late:
+            return
+        trainer.should_stop = True
+        log.warning("deadline reached: training stops after %d of %d epoch(s), keeping its "
+                    "best", done, trainer.max_epochs)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._stop(trainer, trainer.current_epoch)
+        self._stop(trainer, trainer.current_epoch, 0.0)  # past the grace: stop now
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._stop(trainer, trainer.current_epoch + 1)
+        done = trainer.current_epoch + 1
+        per_epoch = (time.time() - self.started) / max(1, done - self.first_epoch)
+        self._stop(trainer, done, per_epoch * (trainer.max_epochs - done))
 
 
 class ThroughputMeter(pl.Callback):

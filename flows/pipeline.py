@@ -40,7 +40,9 @@ from flows.tune import tune_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO
+from lightning_modules.datamodule import augments
 from lightning_modules.store import check_store, join, read_json
+from lightning_modules.tta import PASSES as TTA_PASSES
 
 
 def _outcome(state: State) -> tuple[Any, Optional[str]]:
@@ -110,11 +112,13 @@ def plan_final(cfg: PipelineConfig, records: list[BranchRecord], data: dict[str,
         return {r.key: cfg.epochs or cfg.max_final_epochs for r in live}, None
     costs = {}
     for r in live:
-        splits = (read_json(join(data[r.dataset], layout.MANIFEST)) or {})["splits"]
+        manifest = read_json(join(data[r.dataset], layout.MANIFEST)) or {}
+        splits = manifest["splits"]
         n_train = min(splits["train"]["count"], cfg.max_train_samples or 1 << 62)
         ips = r.img_per_s or 100.0  # unmeasured (a tuning from before speeds were kept): slow
         costs[r.key] = branch_cost(ips, n_train, splits["val"]["count"], cfg.seeds,
-                                   cfg.overhead_seconds)
+                                   cfg.overhead_seconds, splits["test"]["count"],
+                                   TTA_PASSES if augments(manifest["shape"]) else 1)
     width = slots(cfg, [(r.dataset, r.family) for r in live])
     epochs, note = plan_epochs(costs, seconds_left, width, cfg.max_final_epochs)
     for r in live:

@@ -81,11 +81,13 @@ class BranchCost:
     runs: int = 1  # one training per seed
 
 
-def branch_cost(img_per_s: float, n_train: int, n_val: int, runs: int, overhead_s: float
-                ) -> BranchCost:
-    # Validation runs forward only: taken as three times the training rate.
+def branch_cost(img_per_s: float, n_train: int, n_val: int, runs: int, overhead_s: float,
+                n_test: int = 0, eval_passes: int = 1) -> BranchCost:
+    """Forward passes (validation, the evaluation's `eval_passes` per test image: 6 with
+    test-time augmentation) are taken at three times the training rate."""
+    evaluation = n_test * eval_passes / (3 * img_per_s)
     return BranchCost(epoch_s=n_train / img_per_s + n_val / (3 * img_per_s),
-                      fixed_s=overhead_s, runs=runs)
+                      fixed_s=overhead_s + evaluation, runs=runs)
 
 
 def plan_epochs(costs: dict[str, BranchCost], seconds: float, slots: int, max_epochs: int

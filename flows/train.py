@@ -15,6 +15,7 @@ from lightning_modules import layout
 from lightning_modules.bundle import INFO, write_bundle
 from lightning_modules.datamodule import MissingDatasetError, load_manifest
 from lightning_modules.errors import UserError
+from lightning_modules.nets import parameter_count
 from lightning_modules.store import check_store, join, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,28 @@ def check_data(cfg: TrainConfig) -> tuple[str, dict]:
         manifest = load_manifest(data_uri)
     except MissingDatasetError as e:
         raise UserError(str(e)) from None
+    check_size(cfg, manifest)
     n_train = min(manifest["splits"]["train"]["count"], cfg.max_train_samples or 1 << 62)
     if cfg.optim.batch_size > n_train:
         raise UserError(f"--batch-size {cfg.optim.batch_size} is larger than the training set "
                         f"({n_train} images)")
     return data_uri, manifest
+
+
+# Weights, their gradients and two optimiser moments, in 32-bit floats.
+BYTES_PER_PARAMETER = 16
+
+
+def check_size(cfg: TrainConfig, manifest: dict) -> None:
+    """Refuse, before any work, a network whose training state exceeds this machine's memory."""
+    import psutil
+
+    params = parameter_count(cfg.model, tuple(manifest["shape"]), len(manifest["classes"]))
+    need, have = params * BYTES_PER_PARAMETER, psutil.virtual_memory().total
+    if need > have:
+        raise UserError(f"the {cfg.model.family} network has {params:,} parameters: training "
+                        f"needs about {need / 2**30:,.1f} GiB, this machine has "
+                        f"{have / 2**30:,.1f} GiB; give smaller --widths or --preset")
 
 
 def train_model(cfg: TrainConfig) -> TrainOutcome:

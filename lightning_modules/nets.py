@@ -132,6 +132,14 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def parameter_count(cfg: NetSpec, shape: Shape, classes: int) -> int:
+    """The network's size, from a build on the meta device: no memory is allocated, so a
+    size the machine cannot hold is found before it is tried."""
+    with torch.device("meta"):
+        net = build_net(cfg, shape, classes)
+    return sum(p.numel() for p in net.parameters())
+
+
 def build_net(cfg: NetSpec, shape: Shape, classes: int) -> nn.Module:
     """The registry's one entry point (cfg: a ModelConfig)."""
     if classes < 2:

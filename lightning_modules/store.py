@@ -230,7 +230,7 @@ def read_json(url: str) -> Any | None:
     fs, path = filesystem(url)
     try:
         return json.loads(retrying(url, "reading", lambda: fs.cat_file(path)))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file where a folder of the path goes
         return None
     except json.JSONDecodeError as e:
         raise DataError(f"{url}: not valid JSON ({e})") from None

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+PASSES = 6  # forward passes per image: three views, each with its mirror
+
 
 def _mirrored(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (net(x) + net(x.flip(-1)))

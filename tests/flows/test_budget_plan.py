@@ -41,6 +41,10 @@ def test_a_budget_too_small_still_trains_each_model_once_and_says_so() -> None:
 def test_branch_cost_counts_validation_and_seeds() -> None:
     c = branch_cost(img_per_s=1000, n_train=6000, n_val=3000, runs=2, overhead_s=5)
     assert c.epoch_s == 7.0 and c.fixed_s == 5.0 and c.runs == 2
+    # the evaluation's forward passes (six per test image with test-time augmentation)
+    tta = branch_cost(img_per_s=1000, n_train=6000, n_val=3000, runs=1, overhead_s=5,
+                      n_test=1000, eval_passes=6)
+    assert tta.fixed_s == 7.0 and tta.epoch_s == 7.0
 
 
 def test_trials_fit_the_tuning_share() -> None:

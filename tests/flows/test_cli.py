@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,12 @@ def test_the_form_and_the_help_show_the_defaults_that_run():
     assert "PydanticUndefined" not in text
     assert "trials to sample (default: 2)" in text
     assert "(default: mnist,fashion-mnist)" in text
+
+
+def test_a_network_too_large_for_the_machine_is_refused_before_any_work(tiny_dataset):
+    store, _ = tiny_dataset
+    out = _run("train", "--store", store, "--model", "bp", "--widths", "100000000")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert "79,500,000,010 parameters" in last and "GiB, this machine has" in last
+    assert not (Path(store) / "ray").exists()  # nothing was started or written

@@ -96,7 +96,8 @@ def test_truncated_oversized_and_unknown_are_refused(client):
     r = client.post("/predict?model=mnist/cnn", content=bomb.getvalue(),
                     headers={"content-type": "image/png"})
     assert r.status_code == 413 and "pixels" in r.json()["detail"]
-    for model, status in (("mnist/dcnn", 404), ("../../etc/passwd", 404), ("mnist/cnn@nope", 404)):
+    for model, status in (("mnist/dcnn", 404), ("../../etc/passwd", 404), ("mnist/cnn@nope", 404),
+                          ("mnist/cnn@latest.json", 404)):  # a file where a run folder goes
         r = client.post(f"/predict?model={model}", content=good, headers={"content-type": "image/png"})
         assert r.status_code == status, (model, r.text)
     assert client.get("/models").status_code == 200  # still serving
