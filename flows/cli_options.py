@@ -46,6 +46,9 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel],
         elif typing.get_origin(ann) is list:
             kw["type"] = _list_of(typing.get_args(ann)[0])
             kw["metavar"] = "A,B,..."
+        elif typing.get_origin(ann) is dict:
+            kw["type"] = _pairs
+            kw["metavar"] = "K=V,..."
         else:
             kw["type"] = str
         extra = (field.json_schema_extra or {}).get("cli_aliases", []) \
@@ -67,6 +70,14 @@ def _show(value: Any) -> str:
     if isinstance(value, BaseModel):
         return str(getattr(value, "dataset", None) or value)
     return "none" if value is None else str(value)
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """A parser for `key=value,key=value` (a family's structure: `dcnn=large`)."""
+    pairs = [p.partition("=") for p in text.split(",") if p.strip()]
+    if any(not k.strip() or not sep or not v.strip() for k, sep, v in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of key=value")
+    return {k.strip(): v.strip() for k, _, v in pairs}
 
 
 def _list_of(item: Any) -> Any:

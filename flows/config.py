@@ -157,8 +157,8 @@ class PipelineConfig(BaseModel):
     families: list[Family] = Field(FAMILY_NAMES, min_length=1,
                                    description="model families")
     structures: dict[str, str] = Field(
-        {}, description="named structure per family instead of its recipe's, e.g. "
-        "{\"dcnn\": \"large\"} (airbench94's net, for a run with time for it)")
+        {}, description="named structure per family instead of its recipe's, e.g. dcnn=large "
+        "(airbench94's net, for a run with time for it)")
     store: StoreUrl = Field(DEFAULT_STORE, description="store for data, models and runs (path or s3://)")
     epochs: Optional[int] = Field(
         None, gt=0, le=1000, description="epochs of each final training (default: planned "

@@ -119,7 +119,7 @@ FAMILIES: dict[str, Family] = {
                           "large": [64, 256, 256], "wide": [128, 384, 512]}, (3, 3),
                    "airbench-class deep CNN: whitening stem, three conv groups with batch norm "
                    "[group1, group2, group3]",
-                   default_preset="large", gpu_presets=frozenset({"wide"}),
+                   default_preset="small", gpu_presets=frozenset({"wide"}),
                    convolutional=True,
                    # airbench94's hyperparameters for a mean (not summed) loss: lr and the
                    # per-step decay scale with the batch (1.5 and 0.002 at 1024 images).

@@ -2,6 +2,8 @@
 measured speeds so that the run fits its budget and cheap families get more epochs."""
 from __future__ import annotations
 
+import pytest
+
 from flows.pipeline_plan import BranchCost, branch_cost, plan_epochs, plan_trials
 from flows.profiles import build
 from flows.tune import pick
@@ -72,3 +74,16 @@ def test_a_sampled_config_must_beat_the_base_by_the_margin() -> None:
     assert pick([base, fast], {"lr": 4e-3}, min_gain=0.02) is fast
     unmeasured = Row({"lr": 3.9e-4}, 0.8085)
     assert pick([base, unmeasured], {"lr": 4e-3}, min_gain=0.02) is unmeasured
+
+
+def test_a_profile_structure_replaces_the_recipe_s_and_is_checked() -> None:
+    from flows.pipeline_plan import base_train
+
+    cfg = build("cifar")
+    assert [d.dataset for d in cfg.datasets] in (["cifar10"], ["imagefolder"])  # or its copy
+    dcnn = base_train(cfg, "cifar10-jpeg", "dcnn", 0, None)
+    assert dcnn.model.preset == "large" and dcnn.optim.optimizer == "sgd"
+    assert dcnn.optim.lookahead and dcnn.optim.decoupled_weight_decay
+    assert base_train(build("default"), "mnist", "dcnn", 0, None).model.preset == "small"
+    with pytest.raises(ValueError, match="preset 'huge' is not one of"):
+        build("default", {"structures": {"dcnn": "huge"}})

@@ -79,7 +79,7 @@ def test_the_form_and_the_help_show_the_defaults_that_run():
     text = " ".join(out.stdout.split())
     assert "PydanticUndefined" not in text
     assert "trials to sample (default: 2)" in text
-    assert "(default: mnist,fashion-mnist)" in text
+    assert "(default: mnist,fashion-mnist,cifar10)" in text
 
 
 def test_a_network_too_large_for_the_machine_is_refused_before_any_work(tiny_dataset):

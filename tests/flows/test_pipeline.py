@@ -55,6 +55,7 @@ def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_pat
     cfg = PipelineConfig(
         datasets=tiny_sources(tmp_path), families=["bp", "cnn"], store=store,
         max_train_samples=None, tune_train_samples=None, max_final_epochs=2,
+        trial_seconds_guess=8,  # trials of seconds on this tiny data: both fit the budget
         tune={"num_samples": 2, "max_epochs": 1, "max_concurrent": 2},
         space={"batch_sizes": [32, 64]})
     state = pipeline(cfg=cfg, return_state=True)
