@@ -41,6 +41,7 @@ from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO
 from lightning_modules.datamodule import augments
+from lightning_modules.errors import UserError
 from lightning_modules.store import check_store, join, read_json
 from lightning_modules.tta import PASSES as TTA_PASSES
 
@@ -220,6 +221,9 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
         cfg = cfg.model_copy(update={"store": store})
     check_store(cfg.store)
     data, failed = prepare_all(cfg)
+    if not data:  # nothing to tune or train: no run to publish
+        raise UserError("every dataset failed to prepare: " + "; ".join(
+            f"{n}: {e}" for n, e in failed.items()))
     keys = {n: (read_json(join(u, layout.MANIFEST)) or {}).get("key", "") for n, u in data.items()}
     rid = run_id(cfg, keys)
     run = layout.run_uri(cfg.store, rid)
@@ -234,10 +238,11 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     epochs, plan_note = plan_final(cfg, tuned, data, left)
     step(log, "%d branches submitted: %s", len(epochs),
          ", ".join(f"{k} ({n} epochs)" for k, n in epochs.items()))
-    if cfg.run_time_budget_s is not None:  # trainings slower than planned end on time
-        cfg = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
+    final = cfg  # the final trainings end at the plan's deadline, even when slower than planned
+    if cfg.run_time_budget_s is not None:
+        final = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
             update={"deadline": time.time() + max(0.0, left)})})
-    futures = [None if r.error else branch_task.submit(cfg, r, epochs[r.key]) for r in tuned]
+    futures = [None if r.error else branch_task.submit(final, r, epochs[r.key]) for r in tuned]
     records: list[BranchRecord] = []
     studies: dict[str, str] = {}
     for before, fut in zip(tuned, futures):

@@ -62,7 +62,7 @@ def plan_trials(cfg: PipelineConfig, branches: int) -> tuple[int, Optional[str]]
     asked = cfg.tune.num_samples
     if cfg.run_time_budget_s is None:
         return asked, None
-    share = cfg.tune_share * cfg.run_time_budget_s / branches
+    share = cfg.tune_share * cfg.run_time_budget_s / max(1, branches)
     per_trial = cfg.trial_seconds_guess
     n = max(1, min(asked, int(share // per_trial)))
     if n == asked:

@@ -50,7 +50,8 @@ class Whitening(nn.Conv2d):
 
 
 class ConvGroup(nn.Module):
-    """conv → (pool) → norm → act → conv → norm → act; pooling while the map is 2×2 or more."""
+    """conv → (pool) → norm → act → conv → norm → act; pooling while the map is 2×2 or
+    more."""
 
     def __init__(self, a: int, b: int, act: Callable[[], nn.Module], pool: bool) -> None:
         super().__init__()

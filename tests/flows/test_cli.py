@@ -74,7 +74,8 @@ def test_the_form_and_the_help_show_the_defaults_that_run():
     runs = build("default")
     assert props["tune"]["default"]["num_samples"] == runs.tune.num_samples == 2
     assert props["tune"]["default"]["max_epochs"] == runs.tune.max_epochs == 1
-    assert [d["dataset"] for d in props["datasets"]["default"]] == ["mnist", "fashion-mnist", "cifar10"]
+    assert [d["dataset"] for d in props["datasets"]["default"]] == \
+        ["mnist", "fashion-mnist", "cifar10"]
     out = _run("pipeline", "--help")
     text = " ".join(out.stdout.split())
     assert "PydanticUndefined" not in text

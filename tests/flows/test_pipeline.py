@@ -90,3 +90,14 @@ def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_pat
     before = _listing(store)
     assert pipeline(cfg=cfg) == run
     assert _listing(store) == before
+
+
+def test_a_run_whose_every_dataset_fails_publishes_nothing_and_says_why(tmp_path,
+                                                                        prefect_harness):
+    from lightning_modules.errors import UserError
+
+    bad = tiny_sources(tmp_path)[2]
+    cfg = PipelineConfig(datasets=[bad], families=["bp"], store=str(tmp_path / "store"))
+    with pytest.raises(UserError, match="every dataset failed to prepare: broken: .*truncated"):
+        pipeline(cfg=cfg)
+    assert not (tmp_path / "store" / "runs").exists()
