@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    import torch
-
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()
@@ -28,3 +29,20 @@ def write(name: str, result: dict[str, Any]) -> str:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(text + "\n")
     return text
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
+    """FLOP/s of an n×n matrix multiply in this dtype on this machine's threads, right now
+    (n shrinks where the dtype has no fast kernels: bf16 without AVX512-BF16 or AMX)."""
+    probe = torch.randn(256, 256).to(dtype)
+    t = time.perf_counter()
+    probe @ probe
+    if 2 * 256 ** 3 / (time.perf_counter() - t) < 5e9:
+        n = 512
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    done, t = 0, time.perf_counter()
+    while done == 0 or time.perf_counter() - t < seconds:
+        a @ b
+        done += 1
+    return 2 * n ** 3 * done / (time.perf_counter() - t)

@@ -13,8 +13,7 @@ import sys
 import time
 
 import torch
-from bench_results import write
-from pipeline import matmul_peak
+from bench_results import matmul_peak, write
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_modules.config import ModelConfig, native_bf16

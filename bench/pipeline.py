@@ -19,30 +19,13 @@ import time
 from pathlib import Path
 
 import torch
-from bench_results import write
+from bench_results import matmul_peak, write
 
 # The floors of each family (test accuracy) on a 15-minute run of a 2-core machine.
 TARGETS = {"mnist": {"bp": 0.98, "dnn": 0.985, "cnn": 0.993, "dcnn": 0.995},
            "fashion-mnist": {"bp": 0.885, "dnn": 0.89, "cnn": 0.925, "dcnn": 0.94},
            "cifar10-jpeg": {"bp": 0.50, "dnn": 0.55, "cnn": 0.75, "dcnn": 0.92}}
 BEST_TARGETS = {"mnist": 0.995, "fashion-mnist": 0.94, "cifar10-jpeg": 0.92}
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
-    """FLOP/s of an n×n matrix multiply in this dtype on this machine's threads, right now
-    (n shrinks where the dtype has no fast kernels: bf16 without AVX512-BF16 or AMX)."""
-    probe = torch.randn(256, 256).to(dtype)
-    t = time.perf_counter()
-    probe @ probe
-    if 2 * 256 ** 3 / (time.perf_counter() - t) < 5e9:
-        n = 512
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
-    done, t = 0, time.perf_counter()
-    while done == 0 or time.perf_counter() - t < seconds:
-        a @ b
-        done += 1
-    return 2 * n ** 3 * done / (time.perf_counter() - t)
 
 
 def flop_shares(comp: dict, peaks: dict[str, float]) -> dict:

@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_results import matmul_peak  # noqa: E402
 from cluster.config import TrainConfig  # noqa: E402
 from cluster.train_worker import IMG_PER_S, STARTUP_S  # noqa: E402
 from flows.config import PrepConfig  # noqa: E402
@@ -32,17 +33,6 @@ from lightning_modules.evaluation import size_and_flops  # noqa: E402
 from lightning_modules.nets import build_net  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
-def sgemm_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of float32 matrix multiply on this machine, right now."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t)
 
 
 def bare_loop(cfg: TrainConfig, uri: str, threads: int, warmup: int = 3) -> float:
@@ -84,7 +74,8 @@ def main() -> None:
     threads = os.cpu_count() or 1
     store = tempfile.mkdtemp(prefix="bench-train-")
     uri = prepare(PrepConfig(dataset="mnist", source=str(SHARED / "mnist"), store=store)).uri
-    peak = sgemm_peak(threads)
+    torch.set_num_threads(threads)
+    peak = matmul_peak(torch.float32)
     out = {"threads": threads, "samples": args.samples, "sgemm_peak_gflops": round(peak / 1e9, 1),
            "torch": torch.__version__, "families": {}}
     for family in args.families.split(","):

@@ -158,10 +158,9 @@ class PreparedData(pl.LightningDataModule):
         return self._loader("test", False)
 
     def whitening_sample(self, n: int = 5000) -> torch.Tensor:
-        """The first n training images, standardised as the net sees them (a whitening stem's
-        statistics; its first batch would do, the seeded order makes this repeatable)."""
-        x = self.split("train").x[:n]
-        return standardize(x.float().div(255.0), self.mean, self.std)
+        """The first n training images, standardised as the net sees them: the statistics a
+        whitening stem is fitted to."""
+        return standardize(self.split("train").x[:n], self.mean, self.std)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, y = batch

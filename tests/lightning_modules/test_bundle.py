@@ -67,3 +67,27 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     with pytest.raises(BundleError, match="not a loadable checkpoint"):
         net_state_from_checkpoint(str(tmp_path / "c.ckpt"))
     assert not marker.exists()
+
+
+def test_colour_models_answer_with_test_time_augmentation_on_the_page_too(tmp_path):
+    """A model trained on flipped and shifted photos is evaluated and served with the same
+    augmentation: the bundle's probabilities and the page's are the averaged ones."""
+    from PIL import Image
+
+    from flows.serve.render import classify
+    from lightning_modules.tta import tta_logits
+
+    info = {**INFO, "model": ModelConfig(family="dcnn", widths=[4, 8, 8]).model_dump(),
+            "shape": [3, 16, 16], "mean": [0.5] * 3, "std": [0.25] * 3}
+    torch.manual_seed(0)
+    net = build_net(ModelConfig(**info["model"]), (3, 16, 16), 10)
+    write_bundle(str(tmp_path / "rgb"), net.state_dict(), dict(info))
+    pred = load_bundle(str(tmp_path / "rgb"))
+    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    want = tta_logits(pred.net, pred.preprocess(x)).softmax(1)
+    assert pred.tta and torch.allclose(pred.probs(x), want)
+    assert not torch.allclose(pred.probs(x), pred.net(pred.preprocess(x)).softmax(1))
+    img = Image.fromarray(x[0].permute(1, 2, 0).numpy())
+    out = classify(pred, {"id": "c/dcnn@r", "dataset": "c"}, img, None)
+    page = torch.tensor([out["probabilities"][c] for c in pred.classes])
+    assert torch.allclose(page, pred.probs(x[:1])[0], atol=1e-5)
