@@ -41,10 +41,10 @@ class ScalingOptions(BaseModel):
         "after its first epoch at least, keeping its best epoch (the pipeline sets it from "
         "its time budget)")
     in_process: Optional[bool] = Field(
-        None, description="train the one worker in the process that runs the stage, not in a "
-        "Tune trial (default: yes for `imgclf train` with no Ray cluster to join, i.e. no "
-        "--ray-address, $RAY_ADDRESS or `ray start` head here, and for a flow's trainings, "
-        "each a Ray task holding its resources); a re-run resumes from the last saved epoch")
+        None, description="train the one worker in the process that runs the stage rather "
+        "than as a Ray task holding its resources (default: yes for `imgclf train` with no "
+        "Ray cluster to join, i.e. no --ray-address, $RAY_ADDRESS or `ray start` head here; "
+        "no starts a local Ray); a re-run resumes from the last saved epoch")
 
     @model_validator(mode="after")
     def _one_worker_in_process(self) -> "ScalingOptions":

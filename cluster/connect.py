@@ -191,9 +191,6 @@ def tune_verbosity() -> int:
     """Tune's console output: its status tables only with `imgclf -v` (the trial files, the
     Prefect table and our progress lines say the same). Its new output engine prints an
     experiment box even at verbosity 0; the legacy one at 0 prints nothing."""
-    # We snapshot the experiment at every checkpoint on purpose (a resume must know every
-    # finished trial); Tune warns about that each time unless told not to.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if os.environ.get("IMGCLF_VERBOSE"):
         return 2
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"

@@ -12,18 +12,16 @@ from typing import Any, Callable, Optional, TypeVar
 import pyarrow.fs
 import ray
 import torch
-from ray import tune
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from cluster.config import TrainConfig
-from cluster.connect import cluster_to_join, connect, on_cluster, tune_verbosity
+from cluster.connect import cluster_to_join, connect, on_cluster
 from cluster.in_process import fit_here, local_checkpoint
 from cluster.train_worker import (
     CHECKPOINT_FILE,
     FIT_S,
     STARTUP_S,
-    train_in_trial,
     train_loop_per_worker,
 )
 from lightning_modules import metrics as M
@@ -151,12 +149,12 @@ def runs_here(cfg: TrainConfig) -> bool:
 
 
 def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
-    """Train (a run of the same name resumes from its latest checkpoint): one worker as one
-    Tune trial running Lightning directly, several as a Ray Train run (DDP), or one worker in
-    this process when there is no Ray cluster to join."""
+    """Train (a run of the same name resumes from its latest checkpoint): one worker in this
+    process (cluster/in_process.py; on a cluster, train_on_cluster makes this process a Ray
+    task holding the run's resources), several as a Ray Train run (DDP)."""
     launched_at = time.time()
     start = time.perf_counter()
-    if runs_here(cfg):
+    if cfg.scaling.workers == 1:
         best, latest = fit_here(cfg, data_uri, join(ray_storage(cfg.store), name, "in_process"),
                                 launched_at, cfg.scaling.cpus_per_worker or local_cpus())
         with local_checkpoint(best.uri) as path:
@@ -167,8 +165,7 @@ def fit(cfg: TrainConfig, data_uri: str, name: str) -> Fitted:
     else:
         connect(cfg.scaling.ray_address)
         check_cluster(cfg)
-        run = _fit_one if cfg.scaling.workers == 1 else _fit_ddp
-        ray_best, best_metrics, ray_latest = run(cfg, data_uri, name, launched_at)
+        ray_best, best_metrics, ray_latest = _fit_ddp(cfg, data_uri, name, launched_at)
         with ray_best.as_directory() as d:
             state = net_state_from_checkpoint(os.path.join(d, CHECKPOINT_FILE))
         with ray_latest.as_directory() as d:  # the latest one holds every epoch's metrics
@@ -212,44 +209,6 @@ def _fit_ddp(cfg: TrainConfig, data_uri: str, name: str, launched_at: float
     return (*_best(result.best_checkpoints), result.checkpoint)
 
 
-def _fit_one(cfg: TrainConfig, data_uri: str, name: str, launched_at: float
-             ) -> tuple[Any, dict, Any]:
-    """One worker: a one-trial Tune run of Lightning in the trial's own process. Tune keeps the
-    best checkpoints in the store, retries a lost trial from its latest, and resumes a run of
-    the same name (no Train controller, worker group or placement group to start)."""
-    resources, threads = run_resources(cfg)
-    wait_until_placeable(resources, cfg.scaling.start_timeout_s)
-    path, fs = storage(cfg.store)
-    # One trial resumes from its own checkpoints: no experiment snapshot at every step of
-    # Tune's loop (a tuning in this process set that; while this run waits in Ray's queue it
-    # would rewrite the snapshot ten times a second).
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "auto"
-    trainable = tune.with_resources(train_in_trial, resources)
-    space = {"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri, "threads": threads,
-             "launched_at": launched_at}
-    exp_path = f"{path.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
-        tuner = tune.Tuner.restore(exp_path, trainable, resume_errored=True,
-                                   param_space=space, storage_filesystem=fs)
-    else:
-        tuner = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(num_samples=1),
-                           run_config=tune.RunConfig(
-                               name=name, storage_path=path, storage_filesystem=fs,
-                               verbose=tune_verbosity(),
-                               checkpoint_config=tune.CheckpointConfig(
-                                   num_to_keep=cfg.scaling.num_to_keep,
-                                   checkpoint_score_attribute=M.SCORE,
-                                   checkpoint_score_order=M.SCORE_MODE),
-                               failure_config=tune.FailureConfig(
-                                   max_failures=cfg.scaling.max_failures)))
-    result = tuner.fit()[0]
-    if result.error is not None:
-        raise result.error
-    if not result.best_checkpoints:
-        raise UserError(f"training run {name} reported no checkpoint; see {exp_path}")
-    return (*_best(result.best_checkpoints), result.checkpoint)
-
-
 T = TypeVar("T")
 
 
@@ -259,10 +218,10 @@ def train_on_cluster(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
     resources (CPUs, its GPU share) that trains Lightning in its own process (Ray keeps such
     worker processes warm: no Tune experiment, trial actor or imports per training); Ray
     retries it on a lost worker or node and it resumes from its last saved epoch. Several
-    workers (or --no-in-process): a zero-CPU driver task that runs Ray Train or a Tune trial."""
+    workers: a zero-CPU driver task that runs Ray Train."""
     connect(cfg.scaling.ray_address)
     check_cluster(cfg)
-    if cfg.scaling.workers > 1 or cfg.scaling.in_process is False:
+    if cfg.scaling.workers > 1:
         return on_cluster(cfg.scaling.ray_address, fn, cfg)
     resources, threads = run_resources(cfg)
     wait_until_placeable(resources, cfg.scaling.start_timeout_s)
@@ -274,9 +233,10 @@ def train_on_cluster(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
 
 
 def train_stage(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
-    """`imgclf train`: a one-worker training on a cluster is a Ray task there, as a flow's is;
-    otherwise this process trains (no cluster to join) or drives Ray Train or Tune itself."""
-    if cfg.scaling.workers == 1 and cfg.scaling.in_process is None and not runs_here(cfg):
+    """`imgclf train`: a one-worker training on a cluster (or with --no-in-process, a local
+    Ray's) is a Ray task there, as a flow's is; otherwise this process trains (no cluster to
+    join) or drives Ray Train itself."""
+    if cfg.scaling.workers == 1 and not runs_here(cfg):
         return train_on_cluster(cfg, fn)
     return fn(cfg)
 

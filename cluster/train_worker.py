@@ -185,24 +185,29 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 class EpochReport(pl.Callback):
-    """Each epoch's metrics and checkpoint to a sink, after validation (as Ray Train's report
-    callback does): Tune's report (so ASHA sees every epoch and a restarted trial resumes from
-    the latest), or the store for a run in the caller's process (cluster/in_process.py)."""
+    """Each epoch's metrics (and checkpoint) to a sink, after validation (as Ray Train's report
+    callback does): Tune's report (so ASHA sees every epoch; a trial keeps no checkpoint, as a
+    resumed search restarts unfinished trials), or the store for a run in the caller's process
+    (cluster/in_process.py)."""
 
-    def __init__(self, sink: Callable[[dict[str, float], str], None]) -> None:
-        self.sink = sink
+    def __init__(self, sink: Callable[[dict[str, float], Optional[str]], None],
+                 checkpoint: bool = True) -> None:
+        self.sink, self.checkpoint = sink, checkpoint
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                    if getattr(v, "numel", lambda: 1)() == 1}
         metrics["epoch"] = trainer.current_epoch
+        if not self.checkpoint:
+            self.sink(metrics, None)
+            return
         with tempfile.TemporaryDirectory() as d:
             trainer.save_checkpoint(os.path.join(d, CHECKPOINT_FILE))
             self.sink(metrics, d)
 
 
-def tune_sink(metrics: dict[str, float], ckpt_dir: str) -> None:
-    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
+def tune_sink(metrics: dict[str, float], ckpt_dir: Optional[str]) -> None:
+    tune.report(metrics)
 
 
 def train_in_trial(config: dict) -> None:
@@ -212,5 +217,5 @@ def train_in_trial(config: dict) -> None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dm = build(cfg, config["data_uri"])
     cbs = [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(),
-           EpochReport(tune_sink)]
-    fit_from(lightning_trainer(cfg, cbs, 1), module, dm, tune.get_checkpoint())
+           EpochReport(tune_sink, checkpoint=False)]
+    lightning_trainer(cfg, cbs, 1).fit(module, datamodule=dm)

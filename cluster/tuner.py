@@ -6,17 +6,19 @@ It runs the trials and hands back their rows; naming, caching and best.json are 
 stage's (flows/tune.py)."""
 from __future__ import annotations
 
-import os
+import json
+import logging
+import math
+import random
 import time
 import uuid
 from typing import Any, Optional
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from cluster.config import SearchSpace, TrainConfig, TuneConfig, apply_levers
 from cluster.connect import connect, tune_verbosity
@@ -26,7 +28,9 @@ from lightning_modules import metrics as M
 from lightning_modules.errors import UserError
 from lightning_modules.layout import cache_key
 from lightning_modules.nets import FAMILIES
-from lightning_modules.store import join, write_json
+from lightning_modules.store import filesystem, join, write_json
+
+log = logging.getLogger(__name__)
 
 
 class TrialRow(BaseModel):
@@ -66,16 +70,28 @@ def lr_range(space: SearchSpace, base_lr: float) -> tuple[float, float]:
     return base_lr / half, min(10.0, base_lr * half)
 
 
-def param_space(space: SearchSpace, base: TrainConfig) -> dict[str, Any]:
-    """Tune's distributions for the five levers (and weight decay), named as the levers are."""
-    s, family = space, base.model.family
-    return {"lr": tune.loguniform(*lr_range(s, base.optim.lr)),
-            "batch_size": tune.choice(s.batch_sizes),
-            "activation": tune.choice(s.activations),
-            "structure": tune.choice(structures(s, family)),
-            "dropout": tune.uniform(s.dropout_min, s.dropout_max)
+def sample_point(space: SearchSpace, base: TrainConfig, rng: random.Random) -> dict[str, Any]:
+    """One draw of the five levers (and weight decay): lr log-uniform, dropout uniform, the
+    others uniform over their choices."""
+    s = space
+    lo, hi = lr_range(s, base.optim.lr)
+    return {"lr": math.exp(rng.uniform(math.log(lo), math.log(hi))),
+            "batch_size": rng.choice(s.batch_sizes),
+            "activation": rng.choice(s.activations),
+            "structure": rng.choice(structures(s, base.model.family)),
+            "dropout": rng.uniform(s.dropout_min, s.dropout_max)
             if s.dropout_max > s.dropout_min else s.dropout_min,
-            "weight_decay": tune.choice(s.weight_decays)}
+            "weight_decay": rng.choice(s.weight_decays)}
+
+
+def sample_points(cfg: TuneConfig) -> list[dict[str, Any]]:
+    """The search's configs, drawn here from the branch's seed rather than by Tune: the same
+    inputs give the same list, so a resumed search knows which of them finished from the trial
+    records alone (nothing of Tune's pickled state is read back). The first is the base's."""
+    rng = random.Random(search_seed(cfg))
+    first = {**sample_point(cfg.space, cfg.base, rng), **base_point(cfg.base, cfg.space)}
+    return [first] + [sample_point(cfg.space, cfg.base, rng)
+                      for _ in range(cfg.tune.num_samples - 1)]
 
 
 def base_point(base: TrainConfig, space: SearchSpace) -> dict[str, Any]:
@@ -105,8 +121,8 @@ def search_seed(cfg: TuneConfig) -> int:
 
 
 def trial_config(config: dict[str, Any]) -> TrainConfig:
-    """The trial's training config: the base with its sampled levers."""
-    return apply_levers(TrainConfig(**config["base"]), config["params"],
+    """The trial's training config: the base with its point's levers."""
+    return apply_levers(TrainConfig(**config["base"]), config["point"]["params"],
                         epochs=config["max_epochs"])
 
 
@@ -124,19 +140,47 @@ def direct_trial(config: dict[str, Any]) -> None:
                     "threads": cfg.scaling.cpus_per_worker or 1, "launched_at": time.time()})
 
 
-class TrialLog(tune.Callback):
-    """One JSON file per finished trial under `<tune uri>/trials/` (progress, survives a crash)."""
+def trial_row(trial: Any, max_epochs: int) -> TrialRow:
+    """A finished trial as a row: its best score over epochs, its last epoch's speeds."""
+    last = trial.last_result or {}
+    best = trial.metric_analysis.get(M.SCORE, {}).get("max")
+    epochs = int(last.get("training_iteration") or 0)
+    return TrialRow(trial_id=trial.trial_id, params=trial.config["point"]["params"],
+                    best_score=best, epochs=epochs, seconds=last.get("time_total_s"),
+                    img_per_s=last.get(IMG_PER_S), startup_s=last.get(STARTUP_S),
+                    stopped_early=epochs < max_epochs)
 
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
+
+def record_uri(log_uri: str, index: int, trial_id: str) -> str:
+    return join(log_uri, "trials", f"p{index:03d}-{trial_id}.json")
+
+
+class TrialLog(tune.Callback):
+    """One JSON file per finished trial under `<tune uri>/trials/`, named by its point: the
+    search's progress, and what a resumed search skips."""
+
+    def __init__(self, uri: str, max_epochs: int) -> None:
+        self.uri, self.max_epochs = uri, max_epochs
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        record = {"trial_id": trial.trial_id, "params": trial.config.get("params"),
-                  "last": {k: v for k, v in (trial.last_result or {}).items()
-                           if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                  "finished_at": time.time()}
-        write_json(join(self.uri, "trials", f"{trial.trial_id}-{uuid.uuid4().hex[:6]}.json"),
-                   record)
+        row = trial_row(trial, self.max_epochs)
+        write_json(record_uri(self.uri, trial.config["point"]["index"], trial.trial_id),
+                   {"index": trial.config["point"]["index"], "finished_at": time.time(),
+                    **row.model_dump(mode="json", by_alias=True)})
+
+
+def finished_points(log_uri: str) -> dict[int, TrialRow]:
+    """The points whose trials finished in an earlier attempt, from their JSON records (a
+    record that does not parse is ignored: that point runs again)."""
+    fs, root = filesystem(join(log_uri, "trials"))
+    done: dict[int, TrialRow] = {}
+    for path in sorted(fs.glob(f"{root}/p*.json")) if fs.exists(root) else []:
+        try:
+            rec = json.loads(fs.cat_file(path))
+            done[int(rec["index"])] = TrialRow(**rec)
+        except (ValueError, KeyError, TypeError, ValidationError):
+            log.warning("ignoring the unreadable trial record %s", path)
+    return done
 
 
 def _check_capacity(cfg: TuneConfig) -> TrainConfig:
@@ -153,55 +197,56 @@ def _check_capacity(cfg: TuneConfig) -> TrainConfig:
     return base
 
 
-def _trial_rows(results: tune.ResultGrid, max_epochs: int) -> list[TrialRow]:
-    rows = []
+def _unrecorded_rows(results: tune.ResultGrid, max_epochs: int) -> dict[int, TrialRow]:
+    """Rows of this attempt's trials that left no record (errors, a time budget's stops)."""
+    rows = {}
     for r in results:
         df = r.metrics_dataframe
         best = float(df[M.SCORE].max()) if df is not None and M.SCORE in df else None
         epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
         last = r.metrics or {}
-        rows.append(TrialRow(trial_id=last.get("trial_id"),
-                             params=r.config["params"], best_score=best, epochs=epochs,
-                             seconds=last.get("time_total_s"), img_per_s=last.get(IMG_PER_S),
-                             startup_s=last.get(STARTUP_S),
-                             stopped_early=r.error is None and epochs < max_epochs,
-                             error=str(r.error)[:300] if r.error else None))
+        rows[r.config["point"]["index"]] = TrialRow(
+            trial_id=last.get("trial_id"), params=r.config["point"]["params"], best_score=best,
+            epochs=epochs, seconds=last.get("time_total_s"), img_per_s=last.get(IMG_PER_S),
+            startup_s=last.get(STARTUP_S), stopped_early=r.error is None and epochs < max_epochs,
+            error=str(r.error).strip().splitlines()[-1][:300] if r.error else None)
     return rows
 
 
 def run_trials(cfg: TuneConfig, name: str, data_uri: str, log_uri: str
                ) -> tuple[list[TrialRow], float]:
-    """Run (or resume, by name) the experiment; one JSON per finished trial under
-    `<log_uri>/trials/`. Returns a row per trial and the wall seconds."""
-    space = param_space(cfg.space, cfg.base)
-    # Save the experiment state at every step (Tune's default waits 10 s or more), so a trial
-    # that finished just before the driver died is known finished and is not run again.
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"
+    """Run the search's points that have no record yet (all of them the first time); one JSON
+    per finished trial under `<log_uri>/trials/`. Returns a row per point and the wall seconds.
+    A resumed search restarts its unfinished trials from their first epoch."""
+    points = sample_points(cfg)
+    done = finished_points(log_uri)
+    todo = [{"index": i, "params": p} for i, p in enumerate(points) if i not in done]
+    if done:
+        log.info("tune %s: %d of %d trials finished before; running the other %d", name,
+                 len(done), len(points), len(todo))
+    started = time.perf_counter()
+    rows: dict[int, TrialRow] = {}
+    if todo:
+        # Each attempt is an experiment of its own: an earlier attempt's state is never read.
+        attempt = f"{name}-resume-{uuid.uuid4().hex[:6]}" if done else name
+        rows = _run(cfg, attempt, data_uri, log_uri, todo)
+    rows.update(finished_points(log_uri))
+    return [rows[i] for i in sorted(rows)], time.perf_counter() - started
+
+
+def _run(cfg: TuneConfig, attempt: str, data_uri: str, log_uri: str,
+         todo: list[dict[str, Any]]) -> dict[int, TrialRow]:
     connect(cfg.base.scaling.ray_address)
     base = _check_capacity(cfg)
     path, fs = storage(cfg.base.store)
-    trainable = _trainable(base)
-    exp_path = f"{path.rstrip('/')}/{name}"
-    full_space = {"params": space, "base": base.model_dump(mode="json"), "data_uri": data_uri,
-                  "max_epochs": cfg.tune.max_epochs, "tune_name": name}
-    if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
-        # Tune does not save the param space (tuner.pkl drops it) and would resume with
-        # config=None; hand the same one back (Tune checks that its keys match).
-        tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
-                                   resume_errored=True, param_space=full_space,
-                                   storage_filesystem=fs)
-    else:
-        tuner = tune.Tuner(trainable, param_space=full_space,
-                           tune_config=_tune_config(cfg),
-                           run_config=tune.RunConfig(
-                               name=name, storage_path=path, storage_filesystem=fs,
-                               callbacks=[TrialLog(log_uri)],
-                               # A trial's latest checkpoint is all a resume needs.
-                               checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                               verbose=tune_verbosity()))
-    started = time.perf_counter()
-    results = tuner.fit()
-    return _trial_rows(results, cfg.tune.max_epochs), time.perf_counter() - started
+    space = {"point": tune.grid_search(todo), "base": base.model_dump(mode="json"),
+             "data_uri": data_uri, "max_epochs": cfg.tune.max_epochs, "tune_name": attempt}
+    tuner = tune.Tuner(_trainable(base), param_space=space, tune_config=_tune_config(cfg),
+                       run_config=tune.RunConfig(
+                           name=attempt, storage_path=path, storage_filesystem=fs,
+                           callbacks=[TrialLog(log_uri, cfg.tune.max_epochs)],
+                           verbose=tune_verbosity()))
+    return _unrecorded_rows(tuner.fit(), cfg.tune.max_epochs)
 
 
 def _trainable(base: TrainConfig) -> Any:
@@ -215,18 +260,13 @@ def _trainable(base: TrainConfig) -> Any:
 
 
 def _tune_config(cfg: TuneConfig) -> tune.TuneConfig:
-    """Sampling and ASHA. The concurrency limit lives on the generator: Tune ignores
-    max_concurrent_trials (with a warning) when given a generator instance."""
-    first = [{"params": base_point(cfg.base, cfg.space)}]
+    """The points as a grid (one trial each, in order), at most max_concurrent at once; ASHA."""
     return tune.TuneConfig(
-        num_samples=cfg.tune.num_samples,
-        search_alg=BasicVariantGenerator(random_state=search_seed(cfg),
-                                         points_to_evaluate=first,
-                                         max_concurrent=cfg.tune.max_concurrent),
+        num_samples=1,
+        max_concurrent_trials=cfg.tune.max_concurrent,
         time_budget_s=cfg.tune.time_budget_s,
         # A trial reuses the finished one's process (same resources): no new process to start
-        # and import torch into. Four tunings × 2 trials at once: 61.3 s → 40.0 s (README,
-        # "Tuning benchmark").
+        # and import torch into.
         reuse_actors=True,
         scheduler=ASHAScheduler(time_attr="training_iteration", metric=M.SCORE,
                                 mode=M.SCORE_MODE, max_t=cfg.tune.max_epochs,

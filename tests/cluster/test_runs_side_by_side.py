@@ -56,9 +56,9 @@ def test_two_tunings_side_by_side_both_finish(tiny_dataset, tmp_path):
         assert json.loads(result[-1])["trials"] == 3, out[-3000:]
 
 
-# A one-worker training is a Tune trial running Lightning itself: Ray names its process after
-# the function trainable's actor class.
-TRAINING = "ImplicitFunc"
+# A one-worker training on Ray is a Ray task running Lightning itself: Ray names its worker
+# process after the task's function while it runs.
+TRAINING = "ray::train_model"
 
 
 def _cmd(p: psutil.Process) -> str:

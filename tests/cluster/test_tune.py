@@ -51,7 +51,7 @@ def test_asha_stops_early_and_the_best_trial_wins(local_ray):
     # Tune's own record agrees: the best val/acc any trial reached (scope="all"), not its last.
     path, fs = storage(local_ray)
     analysis = tune.ExperimentAnalysis(f"{path}/asha", storage_filesystem=fs)
-    assert analysis.get_best_config(M.SCORE, "max", scope="all")["params"] == top["params"]
+    assert analysis.get_best_config(M.SCORE, "max", scope="all")["point"]["params"] == top["params"]
     saved = json.loads(Path(out.uri, "best.json").read_text())
     assert saved["train_config"]["optim"]["lr"] == top["params"]["lr"]
 
