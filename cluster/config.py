@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lightning_modules.config import (
     Activation,
@@ -45,6 +45,14 @@ class ScalingOptions(BaseModel):
         "than as a Ray task holding its resources (default: yes for `imgclf train` with no "
         "Ray cluster to join, i.e. no --ray-address, $RAY_ADDRESS or `ray start` head here; "
         "no starts a local Ray); a re-run resumes from the last saved epoch")
+
+    @field_validator("ray_address")
+    @classmethod
+    def _not_ray_client(cls, v: Optional[str]) -> Optional[str]:
+        if v and v.startswith("ray://"):
+            raise ValueError("ray:// (Ray Client) is not supported for Train/Tune; run this on "
+                             "the head node with --ray-address auto or host:port")
+        return v
 
     @model_validator(mode="after")
     def _one_worker_in_process(self) -> "ScalingOptions":

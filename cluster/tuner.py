@@ -23,6 +23,7 @@ from ray.tune.schedulers import ASHAScheduler
 from cluster.config import SearchSpace, TrainConfig, TuneConfig, apply_levers
 from cluster.connect import connect, tune_verbosity
 from cluster.launcher import make_trainer, run_resources, storage
+from cluster.ray_compat import keep_secrets_out_of_runtime_envs
 from cluster.train_worker import IMG_PER_S, STARTUP_S, train_in_trial
 from lightning_modules import metrics as M
 from lightning_modules.errors import UserError
@@ -237,6 +238,7 @@ def run_trials(cfg: TuneConfig, name: str, data_uri: str, log_uri: str
 def _run(cfg: TuneConfig, attempt: str, data_uri: str, log_uri: str,
          todo: list[dict[str, Any]]) -> dict[int, TrialRow]:
     connect(cfg.base.scaling.ray_address)
+    keep_secrets_out_of_runtime_envs()
     base = _check_capacity(cfg)
     path, fs = storage(cfg.base.store)
     space = {"point": tune.grid_search(todo), "base": base.model_dump(mode="json"),

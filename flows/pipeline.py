@@ -34,6 +34,7 @@ from flows.profiles import resolve_sources
 from flows.progress import step
 from flows.publish import champion_markdown, champions_task, publish_task
 from flows.records import BranchRecord
+from flows.retrain import retrain_decision
 from flows.study import study
 from flows.train import train_task
 from flows.tune import tune_task
@@ -227,13 +228,15 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     keys = {n: (read_json(join(u, layout.MANIFEST)) or {}).get("key", "") for n, u in data.items()}
     rid = run_id(cfg, keys)
     run = layout.run_uri(cfg.store, rid)
-    if retrain_decision(cfg, rid, run, keys) == "unchanged":
+    decision = retrain_decision(cfg.store, rid, run, keys)
+    if decision.status == "unchanged":
         return run
-    branches = [(ds, fam) for ds in data for fam in cfg.families]
+    kept = {r.key: r for r in decision.kept}
+    branches = [(ds, fam) for ds in data for fam in cfg.families if f"{ds}/{fam}" not in kept]
     connect(cfg.scaling.ray_address)  # one Ray connection for every branch of the run
     width = slots(cfg, branches)
     tuned = tune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=width))(
-        cfg, branches)
+        cfg, branches) if branches else []
     left = (cfg.run_time_budget_s or 0) - (time.monotonic() - started) - cfg.finish_seconds
     epochs, plan_note = plan_final(cfg, tuned, data, left)
     step(log, "%d branches submitted: %s", len(epochs),
@@ -254,6 +257,12 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
         if rec.error:
             step(log, "%s failed: %s", rec.key, rec.error)
         records.append(rec)
+    done = {r.key: r for r in [*decision.kept, *records]}
+    records = [done[f"{ds}/{fam}"] for ds in data for fam in cfg.families
+               if f"{ds}/{fam}" in done]
+    if all(r.error for r in records):  # no model to publish: the next trigger tries again
+        raise UserError("every branch failed: " + "; ".join(f"{r.key}: {r.error}"
+                                                             for r in records))
     for rec in records:  # the study sweeps its own grid after the branches (`--study`)
         ds, fam = rec.dataset, rec.family
         if cfg.study and not rec.error:
@@ -275,41 +284,6 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     create_markdown_artifact(key="champion-gate", markdown=champion_markdown(moves),
                              description=f"champion decisions of run {rid}")
     return run
-
-
-def retrain_decision(cfg: PipelineConfig, rid: str, run: str, keys: dict[str, str]) -> str:
-    """Say (log line + markdown artifact) whether this run has work to do. The run id hashes
-    the config and every dataset's content key, so a published run with the same id means the
-    sources did not change since: nothing to train. Returns "unchanged" or "changed"."""
-    if read_json(join(run, layout.MANIFEST)) is not None:
-        status = "unchanged"
-        msg = (f"Nothing changed: every source gives the same data ({_keys_text(keys)}) and the "
-               f"config is the same, so run {rid} stands as published at {run}; no training.")
-    else:
-        status, msg = "changed", _why_train(cfg, rid, keys)
-    step(get_run_logger(), msg)
-    create_markdown_artifact(key="retrain-decision", markdown=f"# Retraining\n\n{msg}",
-                             description=f"retraining: {status}")
-    return status
-
-
-def _why_train(cfg: PipelineConfig, rid: str, keys: dict[str, str]) -> str:
-    """What differs from the latest published run: the datasets whose keys changed, or else
-    the config."""
-    latest = read_json(layout.latest(layout.runs_dir(cfg.store)))
-    if latest is None:
-        return f"No earlier run in {cfg.store}: training run {rid}."
-    before = (read_json(join(latest["uri"], layout.MANIFEST)) or {}).get("data_keys", {})
-    changed = sorted(n for n in keys if before.get(n) != keys[n])
-    if not changed:
-        return f"Same data as run {latest['run_id']} but a different config: training run {rid}."
-    return (f"Data changed since run {latest['run_id']}: "
-            + ", ".join(f"{n} {before.get(n) or '(new)'} → {keys[n]}" for n in changed)
-            + f"; retraining as run {rid}, then the champion gate decides.")
-
-
-def _keys_text(keys: dict[str, str]) -> str:
-    return ", ".join(f"{n} {k}" for n, k in sorted(keys.items()))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from flows.repro import capsule
 from flows.retry import transient_only
 from lightning_modules import layout
 from lightning_modules import metrics as M
-from lightning_modules.bundle import INFO, WEIGHTS
+from lightning_modules.bundle import INFO, WEIGHTS, verified_weights
 from lightning_modules.errors import DataError
 from lightning_modules.store import (
     filesystem,
@@ -42,10 +42,13 @@ def publish_branch(run: str, record: BranchRecord | dict) -> Files:
     infos = [read_json(join(b, INFO)) for b in rec.bundles]
     metrics = [read_json(u) for u in rec.metrics_uris]
     pick = chosen_seed(infos)
+    # Never publish (and vouch for) tampered weights: the bytes copied are the bytes checked.
+    _, weights = verified_weights(rec.bundles[pick])
     src_fs, src = filesystem(rec.bundles[pick])
     files: Files = {}
     for name in BUNDLE_FILES:
-        files[f"{rel}/{name}"] = write_bytes(join(run, rel, name), src_fs.cat_file(join(src, name)))
+        data = weights if name == WEIGHTS else src_fs.cat_file(join(src, name))
+        files[f"{rel}/{name}"] = write_bytes(join(run, rel, name), data)
     tune_best = read_json(rec.tune_uri) if rec.tune_uri else None
     tuning = None if tune_best is None or rec.tune_uri is None else {
         "best": tune_best,
@@ -131,16 +134,22 @@ def rollback_champion(store: str, dataset: str, family: str) -> dict:
 def publish_task(run: str, rid: str, records: list[BranchRecord], comparison: dict,
                  study_pngs: dict[str, str], failed: dict[str, str],
                  data_keys: Optional[dict[str, str]] = None) -> dict:
-    """Every branch's files, the comparison, then the manifest (last). A retry rewrites the
-    same files; a publish that never finishes leaves no manifest, so nothing is listed."""
+    """Every branch's files, the comparison, the branch records, then the manifest (last). A
+    retry rewrites the same files; a publish that never finishes leaves no manifest, so nothing
+    is listed. The manifest names the failed branches: a later trigger redoes them."""
     files: Files = {}
-    for rec in map(BranchRecord.model_validate, records):
+    recs = [BranchRecord.model_validate(r) for r in records]
+    for rec in recs:
         if not rec.error:
             files.update(publish_branch(run, rec))
     pngs = {n: read_bytes(u) for n, u in study_pngs.items()}
     more, md_text = write_comparison(run, comparison, pngs)
     files.update(more)
-    write_manifest(run, rid, files, {"failed_datasets": failed, "data_keys": data_keys or {}})
+    files[layout.RECORDS] = write_json(join(run, layout.RECORDS),
+                                       [r.model_dump(mode="json") for r in recs])
+    write_manifest(run, rid, files, {
+        "failed_datasets": failed, "data_keys": data_keys or {},
+        "failed_branches": {r.key: r.error for r in recs if r.error}})
     return {"files": len(files), "markdown": md_text}
 
 
@@ -151,11 +160,15 @@ def champion_entry(rid: str, run: str, ds: str, fam: str, test_acc: float) -> di
 
 @task
 def champions_task(store: str, margin: float, run: str, rid: str, comparison: dict) -> dict:
-    """Move each (dataset, family) champion pointer if this run's model beats it."""
-    return {f"{ds}/{fam}": update_champion(store, ds, fam,
-                                           champion_entry(rid, run, ds, fam, c.test_acc or 0.0),
-                                           margin)
-            for ds, fam, c in cells_of(comparison) if c.status == "ok"}
+    """Move each (dataset, family) champion pointer if this run's model beats it; then
+    gate.json in the run folder says the run is complete."""
+    moves = {f"{ds}/{fam}": update_champion(store, ds, fam,
+                                            champion_entry(rid, run, ds, fam, c.test_acc or 0.0),
+                                            margin)
+             for ds, fam, c in cells_of(comparison) if c.status == "ok"}
+    write_json(join(run, layout.GATE), {"run_id": rid, "applied_at": time.time(),
+                                        "moves": moves})
+    return moves
 
 
 def champion_markdown(moves: dict[str, dict]) -> str:

@@ -1,8 +1,10 @@
 """The `imgclf` entry point: runs the command (flows/cli.py) in a child process of its own
-session and stands guard. Ctrl-C or SIGTERM stops the whole run within seconds: the child is
-asked to stop, then it and every process it started (the local Ray's GCS, raylet, dashboard
-and workers included) are killed, so nothing is left running. Ray Train's own SIGINT handler
-waits on its controller, which is what kept a stuck run alive before.
+session and stands guard. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops the whole run
+within seconds: the child is asked to stop, then it and every process it started (the local
+Ray's GCS, raylet, dashboard and workers included) are killed, so nothing is left running.
+Ray Train's own SIGINT handler waits on its controller, which is what kept a stuck run alive
+before. If the guard itself is killed (SIGKILL to its process group), the child notices that
+its parent is gone and ends itself and everything it started the same way.
 
 Only the standard library and psutil are imported here, so the guard costs little."""
 from __future__ import annotations
@@ -46,6 +48,32 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+def kill_started(pid: int) -> None:
+    """Kill every process `pid` started (its descendants, and those of its process group that
+    were re-parented), not `pid` itself."""
+    procs = {p.pid: p for p in _tree(psutil.Process(pid))[1:] + _group(pid) if p.pid != pid}
+    for p in procs.values():
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(list(procs.values()), timeout=KILL_S)
+
+
+def watch_guard() -> None:
+    """In the child: once the guard that started it is gone, end the run (a daemon thread)."""
+    import threading
+
+    guard = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == guard:
+            time.sleep(0.5)
+        kill_started(os.getpid())
+        os._exit(128 + signal.SIGKILL)
+    threading.Thread(target=watch, name="imgclf-guard-watch", daemon=True).start()
+
+
 def stop_tree(pid: int) -> None:
     """Ask the child to stop, then kill what is left of it and everything it started."""
     try:
@@ -74,15 +102,18 @@ def main() -> int:
     if os.environ.get(CHILD_ENV):  # already guarded (or a test calling the CLI directly)
         from flows.cli import main as cli_main
 
+        if os.environ[CHILD_ENV] == str(os.getppid()):  # started by a guard: watch it
+            watch_guard()
         return cli_main()
+    env = {**os.environ, CHILD_ENV: str(os.getpid())}
     child = subprocess.Popen([sys.executable, "-m", "flows.cli", *sys.argv[1:]],
-                             env={**os.environ, CHILD_ENV: "1"}, start_new_session=True)
+                             env=env, start_new_session=True)
     got: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         got.append(signum)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     while not got:
         try:
             return child.wait(timeout=0.2)

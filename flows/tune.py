@@ -73,7 +73,9 @@ def tune_model(cfg: TuneConfig) -> TuneOutcome:
     trials, wall = run_trials(cfg, name, data_uri, uri)
     scored = [r for r in trials if r.best_score is not None]
     if not scored:
-        raise UserError(f"tune {name}: no trial reported {M.SCORE}; see {uri}")
+        why = next((r.error for r in trials if r.error), None)
+        raise UserError(f"tune {name}: no trial reported {M.SCORE}"
+                        + (f": {why}" if why else f"; see {uri}"))
     top = pick(scored, base_point(cfg.base, cfg.space), cfg.tune.min_gain)
     best_cfg = apply_levers(cfg.base, top.params)
     out = TuneBest(name=name, params=top.params, best_score=top.best_score or 0.0,

@@ -75,16 +75,14 @@ class Predictor:
         return self.logits(x).softmax(dim=1)
 
 
-def load_bundle(url: str) -> Predictor:
-    """Rebuild the network from bundle.json and check the weights against their recorded hash."""
+def verified_weights(url: str) -> tuple[dict[str, Any], bytes]:
+    """bundle.json and the weights' bytes, checked against the hash bundle.json records."""
     info = read_json(join(url, INFO))
     if info is None:
         raise BundleError(f"{url}: no complete model bundle (bundle.json is missing)")
     try:
         want = info["weights"][WEIGHTS]["sha256"]
-        cfg = ModelConfig(**info["model"])
-        shape, classes = tuple(info["shape"]), list(info["classes"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError) as e:
         raise BundleError(f"{url}: bundle.json is malformed ({e})") from None
     fs, path = filesystem(url)
     try:
@@ -93,6 +91,17 @@ def load_bundle(url: str) -> Predictor:
         raise BundleError(f"{url}: {WEIGHTS} is missing") from None
     if hashlib.sha256(data).hexdigest() != want:
         raise BundleError(f"{url}: {WEIGHTS} does not match its SHA-256 (corrupt or tampered)")
+    return info, data
+
+
+def load_bundle(url: str) -> Predictor:
+    """Rebuild the network from bundle.json and check the weights against their recorded hash."""
+    info, data = verified_weights(url)
+    try:
+        cfg = ModelConfig(**info["model"])
+        shape, classes = tuple(info["shape"]), list(info["classes"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{url}: bundle.json is malformed ({e})") from None
     net = build_net(cfg, shape, len(classes))
     try:
         net.load_state_dict(st_load(data), strict=True)

@@ -6,7 +6,9 @@
     <store>/models/<ds>/<family>/latest.json  the newest bundle of (ds, family)
     <store>/tuning/<ds>/<family>/<name>/      a tuning: best.json, trials.json, trials/
     <store>/study/<ds>/<family>/<key>/        a lever study: study.json, study.png
-    <store>/runs/<run id>/                    a published run (manifest.json written last)
+    <store>/runs/<run id>/                    a published run (manifest.json written last;
+                                              records.json its branches, gate.json once the
+                                              champion gate ran: the run is complete)
     <store>/runs/latest.json                  the newest published run
     <store>/champions/<ds>/<family>.json      the champion pointer of (ds, family)
     <store>/ray/                              Ray Train and Tune checkpoints
@@ -29,6 +31,8 @@ LATEST = "latest.json"
 METRICS = "metrics.json"
 BEST = "best.json"
 TRIALS = "trials.json"
+RECORDS = "records.json"
+GATE = "gate.json"
 
 
 # Where results go and what they are called do not change them; nor does how a run is spread

@@ -1,6 +1,7 @@
 """prepare(cfg): raw source → split, normalised-stats, content-addressed dataset in a store."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -99,6 +100,19 @@ def _load(cfg: PrepConfig, source: str, tree: Optional[imagefolder.Tree]) -> dic
     return raw
 
 
+def _damage(uri: str, manifest: dict) -> Optional[str]:
+    """The first file of a prepared dataset that is missing or differs from its manifest."""
+    fs, path = filesystem(uri)
+    for rel, meta in sorted((manifest.get("files") or {}).items()):
+        try:
+            data = fs.cat_file(join(path, rel))
+        except FileNotFoundError:
+            return f"{rel} is missing"
+        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            return f"{rel} does not match its SHA-256"
+    return None if manifest.get("files") else "its manifest lists no files"
+
+
 def _split_info(y: np.ndarray, n_classes: int) -> dict:
     return {"count": int(len(y)), "per_class": np.bincount(y, minlength=n_classes).tolist()}
 
@@ -112,9 +126,13 @@ def prepare(cfg: PrepConfig) -> PrepResult:
     remove_stale_temporaries(uri)  # what a failed run of the same inputs left
     manifest = read_json(join(uri, MANIFEST))
     if manifest is not None and manifest.get("format") == FORMAT:
-        log.info("%s: prepared already at %s (cache hit)", name, uri)
-        write_json(layout.latest(layout.dataset_dir(store, name)), {"key": key, "uri": uri})
-        return PrepResult(uri, manifest, cache_hit=True)
+        problem = _damage(uri, manifest)
+        if problem is None:
+            log.info("%s: prepared already at %s (cache hit)", name, uri)
+            write_json(layout.latest(layout.dataset_dir(store, name)), {"key": key, "uri": uri})
+            return PrepResult(uri, manifest, cache_hit=True)
+        log.warning("%s: the prepared copy at %s is damaged (%s): preparing it again", name,
+                    uri, problem)
     raw = _load(cfg, source, tree)
     n = len(raw["classes"])
     keep, held = stratified_split(raw["train_y"], cfg.val_fraction, cfg.seed)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import ray
+from pydantic import ValidationError
 
 from cluster.config import TrainConfig
 from flows.train import train_model as train
@@ -39,5 +40,5 @@ def test_dataset_without_manifest(tiny_dataset):
 
 def test_ray_client_address_is_refused(tiny_dataset):
     store, _ = tiny_dataset
-    with pytest.raises(UserError, match="Ray Client"):
+    with pytest.raises(ValidationError, match="Ray Client"):
         train(TrainConfig(store=store, scaling={"ray_address": "ray://head:10001"}))

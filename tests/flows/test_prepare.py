@@ -29,6 +29,20 @@ def test_second_run_is_a_cache_hit_and_rewrites_nothing(tmp_path):
     assert stamps == {p: os.stat(p).st_mtime_ns for p in (tmp_path / "s").rglob("*.npy")}
 
 
+def test_a_damaged_prepared_copy_is_prepared_again_not_trusted(tmp_path, caplog):
+    src = write_idx_set(tmp_path / "src")
+    first = prepare(_cfg(src, tmp_path / "s"))
+    arr = os.path.join(first.uri, "train_x.npy")
+    good = open(arr, "rb").read()
+    with open(arr, "r+b") as f:  # one pixel altered after the manifest was written
+        f.seek(len(good) - 1)
+        f.write(bytes([good[-1] ^ 0xFF]))
+    again = prepare(_cfg(src, tmp_path / "s"))
+    assert not again.cache_hit and again.uri == first.uri
+    assert open(arr, "rb").read() == good
+    assert "is damaged (train_x.npy does not match its SHA-256): preparing it again" in caplog.text
+
+
 def test_changed_input_or_option_gives_a_new_uri(tmp_path):
     src = write_idx_set(tmp_path / "src")
     base = prepare(_cfg(src, tmp_path / "s")).uri

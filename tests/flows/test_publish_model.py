@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -43,6 +44,27 @@ def test_a_trained_model_is_published_and_served(tiny_dataset):
             first["model"].split("@")[1]
     finally:
         stop_process_tree(proc)
+
+
+@pytest.mark.slow
+def test_publish_refuses_a_bundle_whose_weights_were_altered(tiny_dataset):
+    """Publishing writes a manifest that vouches for the files it copies: tampered weights
+    are refused (evaluated before or not), and nothing is published."""
+    store, _ = tiny_dataset
+    trained = imgclf("train", "--store", store, "--model", "bp", "--epochs", "1",
+                     "--batch-size", "32")
+    imgclf("evaluate", "--store", store, "--model", "bp")  # metrics.json: no re-evaluation
+    weights = Path(trained["bundle"], "weights.safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    out = subprocess.run([str(BIN / "imgclf"), "publish", "--store", store, "--model", "bp"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"imgclf publish: error: {trained['bundle']}: weights.safetensors does not match its "
+        "SHA-256 (corrupt or tampered)"]
+    assert not Path(store, "runs").exists()
 
 
 def test_publishing_nothing_trained_is_one_line(tmp_path):
