@@ -42,7 +42,7 @@ from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO
 from lightning_modules.datamodule import augments
-from lightning_modules.errors import UserError
+from lightning_modules.errors import UserError, reason
 from lightning_modules.store import check_store, join, read_json
 from lightning_modules.tta import PASSES as TTA_PASSES
 
@@ -52,7 +52,7 @@ def _outcome(state: State) -> tuple[Any, Optional[str]]:
     if state.is_completed():
         return state.result(), None
     err = state.result(raise_on_failure=False)
-    return None, f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else str(err)
+    return None, reason(err) if isinstance(err, BaseException) else str(err)
 
 
 def prepare_all(cfg: PipelineConfig) -> tuple[dict[str, str], dict[str, str]]:

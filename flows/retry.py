@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning_modules.errors import UserError
+from lightning_modules.errors import is_permanent
 
 
 def transient_only(task_: Any, task_run: Any, state: Any) -> bool:
-    """Prefect's retry_condition_fn: retry unless the failure is bad input (it would fail the
-    same way again)."""
+    """Prefect's retry_condition_fn: retry unless the failure would happen the same way again
+    (bad input, a full or read-only disk, no permission)."""
     try:
         state.result()
-    except UserError:
-        return False
-    except Exception:
-        return True
+    except Exception as e:
+        return not is_permanent(e)
     return False

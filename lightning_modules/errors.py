@@ -6,6 +6,7 @@ decides whether trying again may help."""
 from __future__ import annotations
 
 import errno
+import re
 from typing import Iterator, Optional
 
 
@@ -64,6 +65,33 @@ def _is_transient_one(e: BaseException) -> bool:
 def is_transient(e: BaseException) -> bool:
     """Could the same call succeed if tried again (a network or service hiccup)?"""
     return not isinstance(e, UserError) and any(_is_transient_one(x) for x in chain(e))
+
+
+_PERMANENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+
+
+def is_permanent(e: BaseException) -> bool:
+    """Would the same call fail the same way again (bad input, a full or read-only disk, no
+    permission)? Such failures are never retried."""
+    return any(isinstance(x, UserError) or (isinstance(x, OSError)
+                                            and x.errno in _PERMANENT_ERRNOS) for x in chain(e))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def reason(e: BaseException) -> str:
+    """One plain line for a failure that a report or a record keeps: the known cause's line,
+    else the original error's (a Ray task error's cause, never its remote traceback)."""
+    known = describe(e)
+    if known is None:
+        root = [x for x in chain(e) if type(x).__name__ not in _WRAPPERS][:1] or [e]
+        known = f"{type(root[0]).__name__}: {first_line(root[0])}"
+    return _ANSI.sub("", known)
+
+
+# Ray's wrappers around a remote error: their text is the remote traceback.
+_WRAPPERS = {"RayTaskError", "RayActorError", "TaskError"}
 
 
 def first_line(e: BaseException, limit: int = 300) -> str:

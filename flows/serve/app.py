@@ -18,8 +18,8 @@ from flows.serve.upload import FIELD, decode_image, image_bytes
 from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import BundleError
-from lightning_modules.errors import UserError
-from lightning_modules.store import check_store, filesystem, join, read_json
+from lightning_modules.errors import StoreError, UserError
+from lightning_modules.store import check_store, filesystem, is_local, join, normalize, read_json
 
 HEADER_TIMEOUT_S = 5.0  # a client must send its request headers within this (server)
 QUEUE = 256             # requests in progress at once; more wait in the listen backlog
@@ -42,14 +42,20 @@ def create_app(store: str, max_concurrent: int = 4) -> FastAPI:
     # worker threads, whatever event loop serves the request).
     gate = threading.BoundedSemaphore(max_concurrent)
 
+    root = normalize(store).rstrip("/")
+
+    def public(e: Exception) -> str:
+        """An error's line as a client may read it: store paths relative to the store."""
+        return str(e).replace(root, "<store>")
+
     @app.exception_handler(UserError)
     async def _user_error(_: Request, e: UserError) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, status_code=404 if isinstance(e, UnknownModel)
-                            else 400)
+        return JSONResponse({"detail": public(e)},
+                            status_code=404 if isinstance(e, UnknownModel) else 400)
 
     @app.exception_handler(BundleError)
     async def _bundle_error(_: Request, e: BundleError) -> JSONResponse:
-        return JSONResponse({"detail": f"model unavailable: {e}"}, status_code=503)
+        return JSONResponse({"detail": f"model unavailable: {public(e)}"}, status_code=503)
 
     @app.exception_handler(FileNotFoundError)
     async def _missing(_: Request, e: FileNotFoundError) -> JSONResponse:
@@ -131,6 +137,19 @@ def app_from_env() -> FastAPI:
     return create_app(os.environ[STORE_ENV])
 
 
+def serving_store(store: str) -> str:
+    """The store to serve, checked: a bucket that exists, or a local folder that exists."""
+    url = check_store(store, write=False)
+    if is_local(url):
+        path = url.removeprefix("file://")
+        if not os.path.exists(path):
+            raise StoreError(f"--store {store}: no such folder (run `imgclf pipeline` or "
+                             "`imgclf publish` first, or name the store that holds the runs)")
+        if not os.path.isdir(path):
+            raise StoreError(f"--store {store}: a file, not a folder or a bucket")
+    return url
+
+
 def serve(store: str, host: str = "127.0.0.1", port: int = 8000,
           header_timeout_s: float = HEADER_TIMEOUT_S, queue: int = QUEUE) -> None:
     """Serve the app with Granian (Rust, hyper): it answers 414 for an over-long URL and 431 for
@@ -143,7 +162,7 @@ def serve(store: str, host: str = "127.0.0.1", port: int = 8000,
     from granian.log import LogLevels
     from granian.server import Server
 
-    os.environ[STORE_ENV] = check_store(store, write=False)
+    os.environ[STORE_ENV] = serving_store(store)
     print(f"serving the page on http://{host}:{port}/ (models from {os.environ[STORE_ENV]}); "
           "Ctrl-C stops", flush=True)
     Server("flows.serve.app:app_from_env", factory=True, address=host, port=port,

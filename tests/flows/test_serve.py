@@ -135,3 +135,43 @@ def test_bounded_load_on_loopback(live, published):
     print(f"\n200 requests, 8 at once: p50 {statistics.median(lat):.1f} ms, "
           f"p99 {lat[int(0.99 * len(lat)) - 1]:.1f} ms, {200 / wall:.0f} req/s, errors 0")
     assert len(lat) == 200
+
+
+def test_a_tampered_model_is_503_without_the_servers_paths(published, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    store = tmp_path / "store"
+    shutil.copytree(published[0], store)
+    run = store / "runs" / "run-s"
+    (store / "runs" / "latest.json").write_text(json.dumps({"run_id": "run-s", "uri": str(run)}))
+    weights = run / "mnist" / "bp" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
+    app = TestClient(create_app(str(store)))
+    digit = _png(np.zeros((28, 28), np.uint8))
+    r = app.post("/predict?model=mnist/bp@run-s", content=digit,
+                 headers={"content-type": "image/png"})
+    assert r.status_code == 503 and "does not match" in r.json()["detail"], r.text
+    (run / "manifest.json").write_text('{"run_id": "run-s", "files": ')  # cut short
+    r = app.post("/predict?model=mnist/cnn@run-s", content=digit,
+                 headers={"content-type": "image/png"})
+    assert r.status_code in (400, 503), r.text
+    assert str(tmp_path) not in r.text, r.text
+
+
+@pytest.mark.parametrize("kind,says", [("file", "a file, not a folder or a bucket"),
+                                       ("missing", "no such folder")])
+def test_serve_refuses_a_store_that_is_not_a_folder(tmp_path, kind, says):
+    import subprocess
+
+    from tests.conftest import BIN
+
+    store = tmp_path / "x"
+    if kind == "file":
+        store.write_text("not a store")
+    out = subprocess.run([str(BIN / "imgclf"), "serve", "--store", str(store), "--port", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"imgclf serve: error: --store {store}: {says}"] \
+        or says in out.stderr, out.stderr
