@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import tempfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from cluster.train_worker import (
     lightning_trainer,
 )
 from lightning_modules import metrics as M
+from lightning_modules.errors import DataError
 from lightning_modules.history import EpochHistory
 from lightning_modules.store import (
     filesystem,
@@ -123,6 +125,13 @@ def fit_here(cfg: TrainConfig, data_uri: str, run_uri: str, launched_at: float,
     if before:
         log.info("resuming %s from %s", run_uri, before[-1].uri)
     with local_checkpoint(before[-1].uri) if before else nullcontext() as ckpt:
-        lightning_trainer(cfg, cbs, 1, device).fit(module, datamodule=dm, ckpt_path=ckpt)
+        try:
+            # weights_only: a checkpoint read back from the store never runs code when loaded.
+            lightning_trainer(cfg, cbs, 1, device).fit(module, datamodule=dm, ckpt_path=ckpt,
+                                                       weights_only=True)
+        except pickle.UnpicklingError:
+            raise DataError(f"{before[-1].uri}/{CHECKPOINT_FILE}: not a checkpoint of plain "
+                            "weights (refused to load it); remove that epoch folder to train "
+                            "it again") from None
     after = saved(run_uri)
     return best_of(after), after[-1]

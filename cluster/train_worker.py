@@ -168,7 +168,8 @@ def fit_from(trainer: pl.Trainer, module: Classifier, dm: PreparedData,
         trainer.fit(module, datamodule=dm)
         return
     with checkpoint.as_directory() as ckpt_dir:
-        trainer.fit(module, datamodule=dm, ckpt_path=os.path.join(ckpt_dir, CHECKPOINT_FILE))
+        trainer.fit(module, datamodule=dm, ckpt_path=os.path.join(ckpt_dir, CHECKPOINT_FILE),
+                    weights_only=True)  # a checkpoint from the store never runs code
 
 
 def train_loop_per_worker(config: dict) -> None:

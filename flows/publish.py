@@ -11,6 +11,7 @@ from prefect import task
 
 from flows.compare import cells_of, write_comparison
 from flows.plots import curves_png
+from flows.pointers import read_pointer
 from flows.records import BranchRecord, Files, chosen_seed, seed_summary
 from flows.repro import capsule
 from flows.retry import transient_only
@@ -98,12 +99,11 @@ def verify_run(run: str) -> dict:
 
 champion_uri = layout.champion_uri
 
-
 def update_champion(store: str, dataset: str, family: str, entry: dict, margin: float) -> dict:
     """Move the pointer to `entry` only if it beats the champion's test accuracy by more than
     `margin`; former champions stay listed (and their run folders stay) for rollback."""
     uri = champion_uri(store, dataset, family)
-    current = read_json(uri)
+    current = read_pointer(uri, {"run_id", M.TEST_ACC})
     old_acc = None if current is None else current[M.TEST_ACC]
     if current is not None and current["run_id"] == entry["run_id"]:
         return {"moved": False, "reason": "already the champion", "champion": current}

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from flows.progress import step
+from flows.pointers import latest_run
 from flows.publish import verify_run
 from flows.records import BranchRecord
 from lightning_modules import layout
@@ -63,7 +64,7 @@ def _decide(store: str, rid: str, run: str, keys: dict[str, str]) -> Decision:
 def _why_train(store: str, rid: str, keys: dict[str, str]) -> str:
     """What differs from the latest published run: the datasets whose keys changed, or else
     the config."""
-    latest = read_json(layout.latest(layout.runs_dir(store)))
+    latest = latest_run(store)
     if latest is None:
         return f"No earlier run in {store}: training run {rid}."
     before = (read_json(join(latest["uri"], layout.MANIFEST)) or {}).get("data_keys", {})

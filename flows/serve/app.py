@@ -12,10 +12,10 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from flows.pointers import latest_run
 from flows.serve.models import Registry, UnknownModel
 from flows.serve.render import classify
 from flows.serve.upload import FIELD, decode_image, image_bytes
-from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import BundleError
 from lightning_modules.errors import StoreError, UserError
@@ -91,8 +91,8 @@ def create_app(store: str, max_concurrent: int = 4) -> FastAPI:
         return Response(fs.cat_file(path), media_type="image/png")
 
     @app.get("/runs/latest", summary="the latest run's comparison (JSON)")
-    def latest_run() -> dict:
-        latest = read_json(layout.latest(layout.runs_dir(registry.store)))
+    def latest_comparison() -> dict:
+        latest = latest_run(registry.store)
         comp = read_json(join(latest["uri"], "comparison.json")) if latest else None
         if comp is None:
             raise HTTPException(404, "no published run in this store yet")
@@ -101,7 +101,7 @@ def create_app(store: str, max_concurrent: int = 4) -> FastAPI:
     @app.get("/runs/latest/comparison.html", response_class=HTMLResponse,
              summary="the latest run's comparison report")
     def latest_report() -> str:
-        latest = read_json(layout.latest(layout.runs_dir(registry.store)))
+        latest = latest_run(registry.store)
         if latest is None:
             raise HTTPException(404, "no published run in this store yet")
         fs, path = filesystem(join(latest["uri"], "comparison.html"))

@@ -8,6 +8,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from flows.pointers import latest_run, read_pointer
 from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO, WEIGHTS, BundleError, Predictor, load_bundle
@@ -38,8 +39,9 @@ class Registry:
         fs, path = filesystem(layout.champions_dir(self.store))
         out = {}
         for f in sorted(fs.glob(join(path, "*", "*.json"))):
-            c = read_json(join(layout.champions_dir(self.store), f[len(path) + 1:]))
-            if c and {"dataset", "family", "run_id", M.TEST_ACC} <= set(c):
+            c = read_pointer(join(layout.champions_dir(self.store), f[len(path) + 1:]),
+                             {"dataset", "family", "run_id", M.TEST_ACC})
+            if c:
                 out[(c["dataset"], c["family"])] = c
         return out
 
@@ -47,7 +49,7 @@ class Registry:
         """Every champion, plus each model of the latest run; champions marked."""
         champs = self.champions()
         rows = {(c["dataset"], c["family"], c["run_id"]): c[M.TEST_ACC] for c in champs.values()}
-        latest = read_json(layout.latest(layout.runs_dir(self.store)))
+        latest = latest_run(self.store)
         comp = read_json(join(latest["uri"], "comparison.json")) if latest else None
         for ds, fams in (comp or {}).get("cells", {}).items():
             for fam, cell in fams.items():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 from pydantic import ValidationError
 
 from cluster.config import TrainConfig
@@ -16,6 +17,7 @@ from cluster.in_process import METRICS_FILE, StoreSink, saved
 from cluster.launcher import fit, runs_here
 from cluster.train_worker import CHECKPOINT_FILE
 from lightning_modules import metrics as M
+from lightning_modules.errors import DataError
 
 
 def _no_cluster(monkeypatch):
@@ -100,3 +102,27 @@ def test_a_training_past_its_deadline_stops_after_its_first_epoch(tiny_dataset, 
     just = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
         update={"deadline": time.time() - 1})})
     assert [h["epoch"] for h in fit(just, uri, "just-late").history] == [1, 2, 3, 4]
+
+
+class _Planted:
+    """What someone with write access to the store could plant: a pickle that runs code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_checkpoint_is_refused_not_run(tiny_dataset, monkeypatch, tmp_path):
+    _no_cluster(monkeypatch)
+    store, uri = tiny_dataset
+    cfg = TrainConfig(store=store, epochs=2, model={"family": "bp", "preset": "small"},
+                      optim={"batch_size": 32})
+    fit(cfg.model_copy(update={"epochs": 1}), uri, "planted")
+    ckpt = next(Path(store, "ray", "planted", "in_process").glob(f"epoch_*/{CHECKPOINT_FILE}"))
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": _Planted(str(marker))}, ckpt)
+    with pytest.raises(DataError, match="not a checkpoint of plain weights"):
+        fit(cfg, uri, "planted")
+    assert not marker.exists(), "the planted pickle ran"

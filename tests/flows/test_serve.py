@@ -175,3 +175,23 @@ def test_serve_refuses_a_store_that_is_not_a_folder(tmp_path, kind, says):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [f"imgclf serve: error: --store {store}: {says}"] \
         or says in out.stderr, out.stderr
+
+
+def test_pointers_cut_short_are_rebuilt_not_fatal(published, tmp_path, caplog):
+    """runs/latest.json and a champion pointer cut short (as a torn write leaves them): the
+    page still lists the models and the latest run, from the run manifests."""
+    import json
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(published[0], store)
+    run = store / "runs" / "run-s"
+    (store / "runs" / "latest.json").write_text(json.dumps({"run_id": "run-s", "uri": str(run)}))
+    for rel in ("runs/latest.json", "champions/mnist/bp.json"):
+        (store / rel).write_text((store / rel).read_text()[:7])
+    app = TestClient(create_app(str(store)))
+    r = app.get("/models")
+    assert r.status_code == 200, r.text
+    assert {m["id"] for m in r.json()} == {"mnist/bp@run-s", "mnist/cnn@run-s"}
+    assert app.get("/runs/latest").json()["run_id"] == "run-s"
+    assert "unreadable" in caplog.text
