@@ -27,7 +27,7 @@ browser:
 	  || echo "chromium could not be installed: the browser test will be skipped"
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
 
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py

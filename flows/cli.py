@@ -252,5 +252,8 @@ def report(command: str, e: Exception, verbose: bool, log_path: Path) -> int:
           f"{log_path}; -v shows it here)", file=sys.stderr)
     return 1
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the child the `imgclf` guard starts (flows/supervise.py)
+    from flows.supervise import watch_guard_if_guarded
+
+    watch_guard_if_guarded()
     sys.exit(main())

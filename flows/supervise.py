@@ -74,6 +74,12 @@ def watch_guard() -> None:
     threading.Thread(target=watch, name="imgclf-guard-watch", daemon=True).start()
 
 
+def watch_guard_if_guarded() -> None:
+    """In `python -m flows.cli`: when a guard started this process, watch it."""
+    if os.environ.get(CHILD_ENV) == str(os.getppid()):
+        watch_guard()
+
+
 def stop_tree(pid: int) -> None:
     """Ask the child to stop, then kill what is left of it and everything it started."""
     try:
@@ -102,8 +108,6 @@ def main() -> int:
     if os.environ.get(CHILD_ENV):  # already guarded (or a test calling the CLI directly)
         from flows.cli import main as cli_main
 
-        if os.environ[CHILD_ENV] == str(os.getppid()):  # started by a guard: watch it
-            watch_guard()
         return cli_main()
     env = {**os.environ, CHILD_ENV: str(os.getpid())}
     child = subprocess.Popen([sys.executable, "-m", "flows.cli", *sys.argv[1:]],

@@ -11,6 +11,7 @@ from torch import nn
 
 from lightning_modules.config import ModelConfig
 from lightning_modules.datamodule import augments, standardize
+from lightning_modules.errors import DataError
 from lightning_modules.nets import build_net
 from lightning_modules.tta import tta_logits
 from lightning_modules.store import filesystem, join, read_json, write_bytes, write_json
@@ -20,7 +21,7 @@ INFO = "bundle.json"
 FORMAT = 1
 
 
-class BundleError(ValueError):
+class BundleError(DataError, ValueError):
     """A bundle or checkpoint that is missing, incomplete, corrupt or tampered with."""
 
 

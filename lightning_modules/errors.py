@@ -85,13 +85,18 @@ def reason(e: BaseException) -> str:
     else the original error's (a Ray task error's cause, never its remote traceback)."""
     known = describe(e)
     if known is None:
-        root = [x for x in chain(e) if type(x).__name__ not in _WRAPPERS][:1] or [e]
-        known = f"{type(root[0]).__name__}: {first_line(root[0])}"
+        root = unwrapped(e)[0]
+        known = f"{type(root).__name__}: {first_line(root)}"
     return _ANSI.sub("", known)
 
 
-# Ray's wrappers around a remote error: their text is the remote traceback.
-_WRAPPERS = {"RayTaskError", "RayActorError", "TaskError"}
+def unwrapped(e: BaseException) -> list[BaseException]:
+    """e's chain without Ray's wrappers around a remote error (`RayTaskError(StoreError)` is
+    also a StoreError, but its text is the remote traceback), or [e] if that is all."""
+    return [x for x in chain(e) if not type(x).__name__.startswith(_WRAPPERS)] or [e]
+
+
+_WRAPPERS = ("RayTaskError", "RayActorError", "TaskError")
 
 
 def first_line(e: BaseException, limit: int = 300) -> str:
@@ -100,10 +105,11 @@ def first_line(e: BaseException, limit: int = 300) -> str:
 
 def describe(e: BaseException) -> Optional[str]:
     """One line for a known failure, or None for a bug (shown with its log file instead)."""
-    for x in chain(e):
+    causes = unwrapped(e)
+    for x in causes:
         if isinstance(x, UserError):
             return first_line(x)
-    for x in chain(e):
+    for x in causes:
         name = type(x).__name__
         if name == "NoCredentialsError":
             return ("no credentials for the object store: set AWS_ACCESS_KEY_ID and "

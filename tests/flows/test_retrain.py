@@ -36,7 +36,17 @@ def _block(path: Path) -> None:
     path.write_text("in the way")
 
 
-def test_an_incomplete_run_is_finished_by_the_next_trigger(tmp_path, prefect_harness):
+@pytest.fixture
+def own_ray():
+    """The pipeline starts a local Ray in this process; end it after, so later tests start
+    theirs with their own environment (an S3 endpoint, say)."""
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def test_an_incomplete_run_is_finished_by_the_next_trigger(tmp_path, prefect_harness, own_ray):
     digits = idx_subset(shared_dataset("mnist"), tmp_path / "digits", 300, 100)
     store = tmp_path / "store"
     cfg = PipelineConfig(datasets=[{"dataset": "mnist", "source": str(digits),

@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from flows.retry import transient_only
-from lightning_modules.errors import DataError, is_permanent, reason
+from lightning_modules.errors import DataError, StoreError, is_permanent, reason
 
 
 class _State:
@@ -32,15 +32,15 @@ def test_permanent_failures_are_not_retried(err, retried):
 
 
 def test_a_remote_error_is_kept_as_its_cause_in_one_plain_line():
-    class RayTaskError(Exception):  # Ray's wrapper: its text is the remote traceback
-        pass
+    from ray.exceptions import RayTaskError
 
-    try:
-        try:
-            raise ValueError("\x1b[31mshape mismatch\x1b[0m\n  more detail")
-        except ValueError as inner:
-            raise RayTaskError("Traceback (most recent call last):\n  File ...") from inner
-    except RayTaskError as e:
-        assert reason(e) == "ValueError: shape mismatch"
+    remote = "\x1b[36mray::tune_model()\x1b[39m (pid=1, ip=10.0.0.1)\n  File ..."
+    for cause, said in [(ValueError("\x1b[31mshape mismatch\x1b[0m\n  more detail"),
+                         "ValueError: shape mismatch"),
+                        (StoreError("store s3://b/x: no usable credentials"),
+                         "store s3://b/x: no usable credentials")]:
+        # What ray.get raises: an instance of the cause's class whose text is the traceback.
+        e = RayTaskError("tune_model", remote, cause).as_instanceof_cause()
+        assert reason(e) == said
     full = OSError(errno.ENOSPC, "No space left on device")
     assert reason(full) == "cannot write: [Errno 28] No space left on device"
