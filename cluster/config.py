@@ -89,6 +89,17 @@ _LEVER_PATH: dict[str, tuple[str, str]] = {
     "dropout": ("model", "dropout"), "structure": ("model", "preset")}
 
 
+def lever_value(cfg: TrainConfig, lever: str) -> Any:
+    """A lever's value in cfg (a structure: its preset, or the family's default one)."""
+    part, field = _LEVER_PATH[lever]
+    value = getattr(getattr(cfg, part), field)
+    if lever == "structure" and value is None:
+        from lightning_modules.nets import FAMILIES
+
+        return FAMILIES[cfg.model.family].default_preset
+    return value
+
+
 def apply_levers(cfg: TrainConfig, values: dict[str, Any], **top: Any) -> TrainConfig:
     """cfg with the given levers set (a structure is a named preset: free widths are dropped)
     and top-level fields replaced (epochs, seed); validated again as a whole."""

@@ -18,6 +18,7 @@ from cluster.connect import connect
 from flows.compare import compare_task, table_rows
 from flows.config import PipelineConfig, ProfileName
 from flows.evaluate import evaluate_task
+from flows.findings import depth_findings
 from flows.pipeline_plan import (
     base_train,
     branch_cost,
@@ -263,12 +264,17 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     if all(r.error for r in records):  # no model to publish: the next trigger tries again
         raise UserError("every branch failed: " + "; ".join(f"{r.key}: {r.error}"
                                                              for r in records))
+    studied: dict[tuple[str, str], dict] = {}
     for rec in records:  # the study sweeps its own grid after the branches (`--study`)
         ds, fam = rec.dataset, rec.family
         if cfg.study and not rec.error:
             uri, err = _outcome(study(study_config(cfg, ds, fam), return_state=True))
             if uri:
                 studies[f"study_{ds}_{fam}.png"] = join(uri, "study.png")
+                studied[(ds, fam)] = (read_json(join(uri, "study.json")) or {})["results"]
+    if studied:
+        create_markdown_artifact(key="study-depth", markdown=depth_findings(studied),
+                                 description="the original study's depth claim, tested")
     notes = budget_lines(cfg, records, plan_note, time.monotonic() - started) + \
         list(dict.fromkeys(r.budget_note for r in records if r.budget_note)) + \
         [f"dataset {n} failed: {e}" for n, e in failed.items()]

@@ -1,22 +1,32 @@
 """Stage: the lever study, one lever at a time as in the original study. Run: `imgclf study
 --dataset mnist --model cnn --levers dropout`. Every point is a training and an evaluation
-task (cached by inputs), so the study's runs show in Prefect like the pipeline's."""
+task (cached by inputs). All points are submitted at once: each training is a Ray task holding
+its resources, so the cluster's free CPUs (not this flow) decide how many train side by side.
+The findings (flows/findings.py) say, per lever, which value did best on validation and whether
+its test accuracy differs from the base's more than the seeds' spread."""
 from __future__ import annotations
 
 import statistics
 from typing import Any
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from cluster.config import TrainConfig, apply_levers
 from flows.config import StudyConfig
 from flows.evaluate import evaluate_task
+from flows.findings import lever_findings
 from flows.plots import lever_panels
 from flows.train import train_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
+from lightning_modules.bundle import INFO
 from lightning_modules.nets import FAMILIES
 from lightning_modules.store import join, read_json, write_bytes, write_json
+
+BASE = "base"  # the base config's own point, trained with every seed, in every study
 
 
 def grid(cfg: StudyConfig, lever: str) -> list[Any]:
@@ -30,45 +40,87 @@ def point_config(base: TrainConfig, lever: str, value: Any, seed: int) -> TrainC
     return apply_levers(base, {lever: value}, seed=seed)
 
 
-def summarize(accs: list[float]) -> dict[str, Any]:
+def summarize(accs: list[float], val_accs: list[float]) -> dict[str, Any]:
     return {"accs": accs, "mean": statistics.fmean(accs),
-            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
+            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "val_accs": val_accs, "val_mean": statistics.fmean(val_accs)}
 
 
-def point_accuracy(cfg: TrainConfig) -> float:
-    """One point: the training task (cached by inputs), then the evaluation task (cached in
-    metrics.json); its test accuracy."""
-    name = f"{cfg.dataset}/{cfg.model.family} seed {cfg.seed}"
-    bundle = train_task.with_options(task_run_name=f"study train {name}")(cfg)
-    metrics = evaluate_task.with_options(task_run_name=f"study evaluate {name}")(
-        bundle, reuse=True)
-    return float(read_json(metrics)[M.TEST_ACC])
+def points(cfg: StudyConfig) -> dict[tuple[str, str, int], TrainConfig]:
+    """Every (lever, value, seed) of the study, plus the base's own point per seed."""
+    seeds = [cfg.base.seed + s for s in range(cfg.plan.seeds)]
+    out = {(BASE, BASE, s): cfg.base.model_copy(update={"seed": s}) for s in seeds}
+    for lever in cfg.plan.levers:
+        for value in grid(cfg, lever):
+            out.update({(lever, repr(value), s): point_config(cfg.base, lever, value, s)
+                        for s in seeds})
+    return out
+
+
+def submit_all(cfgs: dict[tuple[str, str, int], TrainConfig]) -> dict[tuple, PrefectFuture]:
+    """A training and an evaluation per distinct config (the base's value of a lever is the
+    base's point: trained once), all submitted now."""
+    by_config: dict[str, PrefectFuture] = {}
+    out = {}
+    for key, c in cfgs.items():
+        ident = layout.cache_key(c)
+        if ident not in by_config:
+            name = f"{c.dataset}/{c.model.family} {key[0]}={key[1]} seed {c.seed}"
+            bundle = train_task.with_options(task_run_name=f"study train {name}").submit(c)
+            by_config[ident] = evaluate_task.with_options(
+                task_run_name=f"study evaluate {name}").submit(bundle, reuse=True)
+        out[key] = by_config[ident]
+    return out
+
+
+def point_scores(metrics_uri: str) -> tuple[float, float]:
+    """(test accuracy, best validation accuracy) of one evaluated point."""
+    metrics = read_json(metrics_uri) or {}
+    info = read_json(join(metrics["bundle"], INFO)) or {}
+    return float(metrics[M.TEST_ACC]), float(info.get("metrics", {}).get(M.SCORE, 0.0))
 
 
 @task
-def write_study(cfg: StudyConfig, results: dict[str, list]) -> str:
-    """study.json and study.png (a panel per lever, mean ± std over seeds); returns the URI."""
+def write_study(cfg: StudyConfig, results: dict[str, Any], findings: str) -> str:
+    """study.json, study.png (a panel per lever, mean ± std over seeds) and findings.md;
+    returns the study's URI."""
     uri = layout.study_uri(cfg.base.store, cfg.base.dataset, cfg.base.model.family,
                            layout.cache_key(cfg))
     title = f"{cfg.base.dataset} / {cfg.base.model.family}: one lever at a time " \
             f"({cfg.plan.seeds} seed(s), {cfg.base.epochs} epoch(s))"
-    write_bytes(join(uri, "study.png"), lever_panels(results, title))
+    levers = {k: v for k, v in results.items() if k != BASE}
+    write_bytes(join(uri, "study.png"), lever_panels(levers, title))
+    write_bytes(join(uri, "findings.md"), findings.encode())
     write_json(join(uri, "study.json"), {"config": cfg.model_dump(mode="json"),
                                          "results": results})
     return uri
 
 
-@flow(name="study", flow_run_name="study {cfg.base.dataset}/{cfg.base.model.family}")
+@flow(name="study", flow_run_name="study {cfg.base.dataset}/{cfg.base.model.family}",
+      task_runner=ThreadPoolTaskRunner(max_workers=64))
 def study(cfg: StudyConfig = StudyConfig()) -> str:
-    """The original study's one-lever-at-a-time sweeps, with plots; returns the study's URI."""
-    results: dict[str, list] = {}
+    """The original study's one-lever-at-a-time sweeps, with plots and findings; returns the
+    study's URI."""
+    cfgs = points(cfg)
+    futures = submit_all(cfgs)
+    scores = {key: point_scores(f.result()) for key, f in futures.items()}
+    seeds = sorted({s for _, _, s in cfgs})
+    results: dict[str, Any] = {BASE: summarize(*_columns(scores, BASE, BASE, seeds))}
     for lever in cfg.plan.levers:
-        results[lever] = []
-        for value in grid(cfg, lever):
-            accs = [point_accuracy(point_config(cfg.base, lever, value, cfg.base.seed + s))
-                    for s in range(cfg.plan.seeds)]
-            results[lever].append({"value": value, **summarize(accs)})
-    return write_study(cfg, results)
+        results[lever] = [{"value": v, **summarize(*_columns(scores, lever, repr(v), seeds))}
+                          for v in grid(cfg, lever)]
+    findings = lever_findings(cfg, results)
+    create_markdown_artifact(key=f"findings-{cfg.base.dataset}-{cfg.base.model.family}"[:100]
+                             .lower().replace("_", "-"), markdown=findings,
+                             description=f"study findings of {cfg.base.dataset}/"
+                             f"{cfg.base.model.family}")
+    return write_study(cfg, results, findings)
+
+
+def _columns(scores: dict, lever: str, value: str, seeds: list[int]
+             ) -> tuple[list[float], list[float]]:
+    pairs = [scores[(lever, value, s)] for s in seeds]
+    return [t for t, _ in pairs], [v for _, v in pairs]
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ from flows.study import study
 
 
 @pytest.mark.slow  # real trainings on Ray
-def test_one_lever_sweep_writes_plot_and_json(local_ray, prefect_harness):
-    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 300,
-                            "model": {"family": "bp", "preset": "small"},
-                            "optim": {"batch_size": 32}},
+def test_one_lever_sweep_writes_plot_json_and_findings(local_ray, prefect_harness):
+    # One CPU per training: the local Ray's two CPUs hold two points at once.
+    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 2000,
+                            "epochs": 2, "model": {"family": "bp", "preset": "small"},
+                            "optim": {"batch_size": 32}, "scaling": {"cpus_per_worker": 1}},
                       plan={"levers": ["dropout"], "dropout_grid": [0.0, 0.5], "seeds": 2})
     uri = study(cfg)
     data = json.loads(Path(uri, "study.json").read_text())
@@ -24,7 +25,19 @@ def test_one_lever_sweep_writes_plot_and_json(local_ray, prefect_harness):
     for p in points:
         assert len(p["accs"]) == 2 and all(0.0 <= a <= 1.0 for a in p["accs"])
         assert p["mean"] == pytest.approx(sum(p["accs"]) / 2)
+        assert len(p["val_accs"]) == 2
+    assert len(data["results"]["base"]["accs"]) == 2
     assert Path(uri, "study.png").read_bytes()[:4] == b"\x89PNG"
+    findings = Path(uri, "findings.md").read_text()
+    assert "| dropout | 0.1 | " in findings and "the seeds' spread" in findings \
+        or " than the base (p = " in findings, findings
+    # Submitted at once: trainings overlapped in time rather than running one by one.
+    infos = [json.loads(p.read_text())
+             for p in Path(local_ray, "models", "mnist", "bp").glob("*/bundle.json")]
+    spans = sorted(tuple(i["steps_span"]) for i in infos
+                   if i["config"]["max_train_samples"] == 2000 and i["config"]["epochs"] == 2)
+    assert len(spans) == 6, spans  # the base (dropout 0.1), 0.0 and 0.5; two seeds each
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans
     assert study(cfg) == uri  # a re-run reuses every trained and evaluated point
 
 
