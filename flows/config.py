@@ -110,6 +110,11 @@ class StudyConfig(BaseModel):
 
     base: TrainConfig = TrainConfig()
     plan: StudyPlan = StudyPlan()
+    datasets: Optional[list[Name]] = Field(
+        None, description="study these prepared datasets, each family from its recipe (default: "
+        "the base's dataset and config only)")
+    families: Optional[list[Family]] = Field(
+        None, description="study these families, each from its recipe (default: the base's)")
 
 
 class DatasetSpec(BaseModel):

@@ -20,15 +20,22 @@ def run_id(cfg: PipelineConfig, data_keys: dict[str, str]) -> str:
 def base_train(cfg: PipelineConfig, dataset: str, family: str, seed: int,
                max_train_samples: Optional[int]) -> TrainConfig:
     """The family's recipe (FAMILIES[...].recipe) on the pipeline's data, seed and scaling."""
-    base = TrainConfig(dataset=dataset, store=cfg.store, model=ModelConfig(family=family),
-                       scaling=cfg.scaling, epochs=cfg.epochs or 1, seed=seed,
+    base = TrainConfig(store=cfg.store, scaling=cfg.scaling, epochs=cfg.epochs or 1, seed=seed,
                        max_train_samples=max_train_samples)
+    return recipe_train(base, dataset, family, cfg.structures.get(family))
+
+
+def recipe_train(base: TrainConfig, dataset: str, family: str,
+                 structure: Optional[str] = None) -> TrainConfig:
+    """base (store, scaling, epochs, seed, data size) on `dataset` with the family's recipe:
+    its optimiser settings and levers (FAMILIES[...].optim and .recipe)."""
     fam = FAMILIES[family]
-    base = base.model_copy(update={"optim": OptimConfig(**{**base.optim.model_dump(),
+    base = base.model_copy(update={"dataset": dataset, "model": ModelConfig(family=family),
+                                   "optim": OptimConfig(**{**OptimConfig().model_dump(),
                                                            **dict(fam.optim)})})
     levers = dict(fam.recipe)
-    if family in cfg.structures:
-        levers["structure"] = cfg.structures[family]
+    if structure:
+        levers["structure"] = structure
     return apply_levers(base, levers)
 
 

@@ -6,6 +6,7 @@ The findings (flows/findings.py) say, per lever, which value did best on validat
 its test accuracy differs from the base's more than the seeds' spread."""
 from __future__ import annotations
 
+import re
 import statistics
 from typing import Any
 
@@ -17,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from cluster.config import TrainConfig, apply_levers
 from flows.config import StudyConfig
 from flows.evaluate import evaluate_task
-from flows.findings import lever_findings
+from flows.findings import depth_findings, lever_findings
 from flows.plots import lever_panels
 from flows.train import train_task
 from lightning_modules import layout
@@ -46,18 +47,33 @@ def summarize(accs: list[float], val_accs: list[float]) -> dict[str, Any]:
             "val_accs": val_accs, "val_mean": statistics.fmean(val_accs)}
 
 
-def points(cfg: StudyConfig) -> dict[tuple[str, str, int], TrainConfig]:
+def expand(cfg: StudyConfig) -> list[StudyConfig]:
+    """The (dataset, family) studies a config asks for: its base alone, or each dataset ×
+    family from the family's recipe on the base's data size, epochs, seed and scaling."""
+    if cfg.datasets is None and cfg.families is None:
+        return [cfg]
+    from flows.pipeline_plan import recipe_train
+
+    return [StudyConfig(base=recipe_train(cfg.base, ds, fam), plan=cfg.plan)
+            for ds in cfg.datasets or [cfg.base.dataset]
+            for fam in cfg.families or [cfg.base.model.family]]
+
+
+Key = tuple[int, str, str, int]  # (study, lever, value, seed)
+
+
+def points(cfg: StudyConfig, i: int = 0) -> dict[Key, TrainConfig]:
     """Every (lever, value, seed) of the study, plus the base's own point per seed."""
     seeds = [cfg.base.seed + s for s in range(cfg.plan.seeds)]
-    out = {(BASE, BASE, s): cfg.base.model_copy(update={"seed": s}) for s in seeds}
+    out = {(i, BASE, BASE, s): cfg.base.model_copy(update={"seed": s}) for s in seeds}
     for lever in cfg.plan.levers:
         for value in grid(cfg, lever):
-            out.update({(lever, repr(value), s): point_config(cfg.base, lever, value, s)
+            out.update({(i, lever, repr(value), s): point_config(cfg.base, lever, value, s)
                         for s in seeds})
     return out
 
 
-def submit_all(cfgs: dict[tuple[str, str, int], TrainConfig]) -> dict[tuple, PrefectFuture]:
+def submit_all(cfgs: dict[Key, TrainConfig]) -> dict[Key, PrefectFuture]:
     """A training and an evaluation per distinct config (the base's value of a lever is the
     base's point: trained once), all submitted now."""
     by_config: dict[str, PrefectFuture] = {}
@@ -65,7 +81,7 @@ def submit_all(cfgs: dict[tuple[str, str, int], TrainConfig]) -> dict[tuple, Pre
     for key, c in cfgs.items():
         ident = layout.cache_key(c)
         if ident not in by_config:
-            name = f"{c.dataset}/{c.model.family} {key[0]}={key[1]} seed {c.seed}"
+            name = f"{c.dataset}/{c.model.family} {key[1]}={key[2]} seed {c.seed}"
             bundle = train_task.with_options(task_run_name=f"study train {name}").submit(c)
             by_config[ident] = evaluate_task.with_options(
                 task_run_name=f"study evaluate {name}").submit(bundle, reuse=True)
@@ -96,31 +112,63 @@ def write_study(cfg: StudyConfig, results: dict[str, Any], findings: str) -> str
     return uri
 
 
-@flow(name="study", flow_run_name="study {cfg.base.dataset}/{cfg.base.model.family}",
-      task_runner=ThreadPoolTaskRunner(max_workers=64))
+@flow(name="study", task_runner=ThreadPoolTaskRunner(max_workers=64))
 def study(cfg: StudyConfig = StudyConfig()) -> str:
-    """The original study's one-lever-at-a-time sweeps, with plots and findings; returns the
-    study's URI."""
-    cfgs = points(cfg)
+    """The original study's one-lever-at-a-time sweeps, with plots and findings: of the base,
+    or of every dataset × family asked for (all points of all of them submitted at once, and
+    the depth claim tested across families). Returns the study's (or the set's) URI."""
+    subs = expand(cfg)
+    cfgs = {k: v for i, sub in enumerate(subs) for k, v in points(sub, i).items()}
     futures = submit_all(cfgs)
     scores = {key: point_scores(f.result()) for key, f in futures.items()}
-    seeds = sorted({s for _, _, s in cfgs})
-    results: dict[str, Any] = {BASE: summarize(*_columns(scores, BASE, BASE, seeds))}
+    uris, studied = [], {}
+    for i, sub in enumerate(subs):
+        results = study_results(sub, i, scores)
+        findings = lever_findings(sub, results)
+        create_markdown_artifact(key=_artifact_key("findings", sub.base.dataset,
+                                                   sub.base.model.family),
+                                 markdown=findings, description="study findings of "
+                                 f"{sub.base.dataset}/{sub.base.model.family}")
+        uris.append(write_study(sub, results, findings))
+        studied[(sub.base.dataset, sub.base.model.family)] = results
+    if len(subs) == 1:
+        return uris[0]
+    return write_set(cfg, studied)
+
+
+def study_results(cfg: StudyConfig, i: int, scores: dict[Key, tuple[float, float]]
+                  ) -> dict[str, Any]:
+    seeds = [cfg.base.seed + s for s in range(cfg.plan.seeds)]
+
+    def column(lever: str, value: str) -> dict[str, Any]:
+        pairs = [scores[(i, lever, value, s)] for s in seeds]
+        return summarize([t for t, _ in pairs], [v for _, v in pairs])
+    results: dict[str, Any] = {BASE: column(BASE, BASE)}
     for lever in cfg.plan.levers:
-        results[lever] = [{"value": v, **summarize(*_columns(scores, lever, repr(v), seeds))}
-                          for v in grid(cfg, lever)]
-    findings = lever_findings(cfg, results)
-    create_markdown_artifact(key=f"findings-{cfg.base.dataset}-{cfg.base.model.family}"[:100]
-                             .lower().replace("_", "-"), markdown=findings,
-                             description=f"study findings of {cfg.base.dataset}/"
-                             f"{cfg.base.model.family}")
-    return write_study(cfg, results, findings)
+        results[lever] = [{"value": v, **column(lever, repr(v))} for v in grid(cfg, lever)]
+    return results
 
 
-def _columns(scores: dict, lever: str, value: str, seeds: list[int]
-             ) -> tuple[list[float], list[float]]:
-    pairs = [scores[(lever, value, s)] for s in seeds]
-    return [t for t, _ in pairs], [v for _, v in pairs]
+@task
+def write_set(cfg: StudyConfig, studied: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """A study over datasets and families: study.json shaped {"results": {dataset: {family:
+    {lever: points}}}}, and findings.md testing the depth claim (also an artifact)."""
+    uri = layout.study_uri(cfg.base.store, "_all", "_all", layout.cache_key(cfg))
+    nested: dict[str, dict[str, Any]] = {}
+    for (ds, fam), results in studied.items():
+        nested.setdefault(ds, {})[fam] = results
+    depth = depth_findings(studied)
+    create_markdown_artifact(key="study-depth", markdown=depth,
+                             description="the original study's depth claim, tested")
+    write_bytes(join(uri, "findings.md"), depth.encode())
+    write_json(join(uri, "study.json"), {"config": cfg.model_dump(mode="json"),
+                                         "results": nested})
+    return uri
+
+
+def _artifact_key(*parts: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())[:100]
 
 
 if __name__ == "__main__":

@@ -46,3 +46,19 @@ def test_bad_study_options():
         StudyConfig(plan={"levers": ["momentum"]})
     with pytest.raises(ValidationError, match="seeds"):
         StudyConfig(plan={"seeds": 0})
+
+
+@pytest.mark.slow  # real trainings on Ray
+def test_a_study_over_families_tests_the_depth_claim(local_ray, prefect_harness):
+    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 300,
+                            "scaling": {"cpus_per_worker": 1}},
+                      families=["bp", "dnn"],
+                      plan={"levers": ["dropout"], "dropout_grid": [0.0], "seeds": 2})
+    uri = study(cfg)
+    data = json.loads(Path(uri, "study.json").read_text())
+    assert set(data["results"]["mnist"]) == {"bp", "dnn"}
+    for fam in ("bp", "dnn"):
+        res = data["results"]["mnist"][fam]
+        assert len(res["base"]["accs"]) == 2 and [p["value"] for p in res["dropout"]] == [0.0]
+    findings = Path(uri, "findings.md").read_text()
+    assert "| mnist | bp | dnn |" in findings, findings
