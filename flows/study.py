@@ -10,9 +10,9 @@ import re
 import statistics
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from cluster.config import TrainConfig, apply_levers
@@ -20,6 +20,7 @@ from flows.config import StudyConfig
 from flows.evaluate import evaluate_task
 from flows.findings import depth_findings, lever_findings
 from flows.plots import lever_panels
+from flows.progress import step
 from flows.train import train_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
@@ -117,9 +118,19 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
     """The original study's one-lever-at-a-time sweeps, with plots and findings: of the base,
     or of every dataset × family asked for (all points of all of them submitted at once, and
     the depth claim tested across families). Returns the study's (or the set's) URI."""
+    from cluster.connect import connect
+
+    connect(cfg.base.scaling.ray_address)  # here, not in a task's thread (Ray's signal handlers)
     subs = expand(cfg)
     cfgs = {k: v for i, sub in enumerate(subs) for k, v in points(sub, i).items()}
     futures = submit_all(cfgs)
+    distinct = list({id(f): f for f in futures.values()}.values())
+    step(get_run_logger(), "study: %d trainings submitted (%d study(ies))", len(distinct),
+         len(subs))
+    for n, _ in enumerate(as_completed(distinct), 1):
+        if n % max(1, len(distinct) // 10) == 0 or n == len(distinct):
+            step(get_run_logger(), "study: %d of %d points trained and evaluated", n,
+                 len(distinct))
     scores = {key: point_scores(f.result()) for key, f in futures.items()}
     uris, studied = [], {}
     for i, sub in enumerate(subs):
