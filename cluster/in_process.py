@@ -30,6 +30,7 @@ from cluster.train_worker import (
     lightning_trainer,
 )
 from lightning_modules import metrics as M
+from lightning_modules import layout
 from lightning_modules.errors import DataError
 from lightning_modules.history import EpochHistory
 from lightning_modules.store import (
@@ -42,7 +43,7 @@ from lightning_modules.store import (
 )
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.json"  # written last: an epoch folder without it is incomplete
+METRICS_FILE = layout.METRICS  # written last: an epoch folder without it is incomplete
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ray.train.lightning import (
 )
 
 from cluster.config import TrainConfig
+from lightning_modules import metrics as M
 from lightning_modules.classifier import Classifier
 from lightning_modules.datamodule import PreparedData
 from lightning_modules.history import EpochHistory
@@ -28,10 +29,7 @@ from lightning_modules.nets import build_net
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME
-WORLD_SIZE = "ddp/world_size"
-IMG_PER_S = "perf/train_img_per_s"
-STARTUP_S = "perf/startup_s"
-FIT_S = "perf/fit_s"  # first batch to this epoch's end: the run's own time, not its queueing
+WORLD_SIZE, IMG_PER_S, STARTUP_S, FIT_S = M.WORLD_SIZE, M.IMG_PER_S, M.STARTUP_S, M.FIT_S
 
 
 class LogWorldSize(pl.Callback):

@@ -102,8 +102,8 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 def _pipeline_extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=list(PROFILE_NAMES), default="default",
-                   help="smoke (minutes), default, full; the defaults shown below are the default "
-                   "profile's, and options given override the profile")
+                   help=f"{', '.join(PROFILE_NAMES)} (flows/profiles.py); the defaults shown "
+                   "below are the default profile's, and options given override the profile")
     p.add_argument("--storage-block", default=None,
                    help="a Prefect Secret block with the store's credentials as JSON env vars")
 

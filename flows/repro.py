@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lightning_modules import layout
 from lightning_modules.store import filesystem, join
 
 PACKAGES = ("torch", "lightning", "torchmetrics", "ray", "prefect", "numpy", "fsspec", "s3fs",
@@ -48,7 +49,7 @@ def hardware() -> dict[str, Any]:
 def data_fingerprint(data_uri: str) -> dict[str, str]:
     """The prepared dataset's key and the SHA-256 of its manifest (which hashes every array)."""
     fs, path = filesystem(data_uri)
-    raw = fs.cat_file(join(path, "manifest.json"))
+    raw = fs.cat_file(join(path, layout.MANIFEST))
     return {"uri": data_uri, "manifest_sha256": hashlib.sha256(raw).hexdigest()}
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_modules import layout
 from lightning_modules.store import join, read_json, read_npy
 
 
@@ -16,7 +17,7 @@ class MissingDatasetError(FileNotFoundError):
 
 
 def load_manifest(uri: str) -> dict:
-    manifest = read_json(join(uri, "manifest.json"))
+    manifest = read_json(join(uri, layout.MANIFEST))
     if manifest is None:
         raise MissingDatasetError(f"{uri}: no prepared dataset there (no manifest.json)")
     return manifest

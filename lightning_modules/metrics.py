@@ -17,3 +17,8 @@ TEST_ECE = key("test", "ece")
 # What "best" means for checkpoints, tuning and champions.
 SCORE = VAL_ACC
 SCORE_MODE = "max"
+# Measured by the training itself (cluster/train_worker.py's callbacks), per epoch.
+WORLD_SIZE = key("ddp", "world_size")
+IMG_PER_S = key("perf", "train_img_per_s")
+STARTUP_S = key("perf", "startup_s")
+FIT_S = key("perf", "fit_s")  # first batch to this epoch's end: the run's own time, not queueing
