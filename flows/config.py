@@ -115,6 +115,10 @@ class StudyConfig(BaseModel):
         "the base's dataset and config only)")
     families: Optional[list[Family]] = Field(
         None, description="study these families, each from its recipe (default: the base's)")
+    budget_s: Optional[float] = Field(
+        None, gt=0, description="wall seconds the whole study may take: each (dataset, family) "
+        "gets the training images and epochs per point that fit, from its measured speed "
+        "(default: the configured sizes)")
 
 
 class DatasetSpec(BaseModel):

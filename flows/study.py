@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import time
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -21,6 +22,7 @@ from flows.evaluate import evaluate_task
 from flows.findings import depth_findings, lever_findings
 from flows.plots import lever_panels
 from flows.progress import step
+from flows.study_budget import distinct_points, fit_to_budget
 from flows.train import train_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
@@ -120,8 +122,13 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
     the depth claim tested across families). Returns the study's (or the set's) URI."""
     from cluster.connect import connect
 
+    started = time.monotonic()
     connect(cfg.base.scaling.ray_address)  # here, not in a task's thread (Ray's signal handlers)
     subs = expand(cfg)
+    notes = [""] * len(subs)
+    if cfg.budget_s is not None:
+        subs, notes = fit_to_budget(subs, cfg.budget_s, started, {
+            i: distinct_points(points(sub, i)) for i, sub in enumerate(subs)})
     cfgs = {k: v for i, sub in enumerate(subs) for k, v in points(sub, i).items()}
     futures = submit_all(cfgs)
     distinct = list({id(f): f for f in futures.values()}.values())
@@ -136,6 +143,8 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
     for i, sub in enumerate(subs):
         results = study_results(sub, i, scores)
         findings = lever_findings(sub, results)
+        if notes[i]:
+            findings += f"\nBudget: {notes[i]}\n"
         create_markdown_artifact(key=_artifact_key("findings", sub.base.dataset,
                                                    sub.base.model.family),
                                  markdown=findings, description="study findings of "

@@ -62,3 +62,17 @@ def test_a_study_over_families_tests_the_depth_claim(local_ray, prefect_harness)
         assert len(res["base"]["accs"]) == 2 and [p["value"] for p in res["dropout"]] == [0.0]
     findings = Path(uri, "findings.md").read_text()
     assert "| mnist | bp | dnn |" in findings, findings
+
+
+@pytest.mark.slow  # real trainings on Ray
+def test_a_budget_sizes_every_point_of_a_study_alike(local_ray, prefect_harness):
+    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "epochs": 3,
+                            "scaling": {"cpus_per_worker": 1}},
+                      families=["bp"], budget_s=15,
+                      plan={"levers": ["dropout"], "dropout_grid": [0.0], "seeds": 2})
+    uri = study(cfg)
+    data = json.loads(Path(uri, "study.json").read_text())
+    base = data["config"]["base"]
+    # 15 s for a calibration and 4 points cannot hold 3 epochs of the whole training set.
+    assert base["epochs"] < 3 or base["max_train_samples"] < 54_000, base
+    assert "Budget: mnist/bp: 4 points of " in Path(uri, "findings.md").read_text()

@@ -1,0 +1,62 @@
+"""A study that must end within --budget-s: one short calibration training per (dataset,
+family) measures its speed, then flows/study_plan.py sizes every point of it alike."""
+from __future__ import annotations
+
+import time
+
+from prefect import get_run_logger
+
+from flows.config import StudyConfig
+from flows.progress import step
+from flows.study_plan import Speed, shape
+from flows.train import check_data, train_task
+from lightning_modules import layout
+from lightning_modules import metrics as M
+from lightning_modules.bundle import INFO
+from lightning_modules.store import join, read_json
+
+CALIBRATION_IMAGES = 2000
+
+
+def calibration(sub: StudyConfig) -> StudyConfig:
+    """The study's base on a small sample for one epoch: a speed measurement."""
+    return sub.model_copy(update={"base": sub.base.model_copy(update={
+        "max_train_samples": CALIBRATION_IMAGES, "epochs": 1})})
+
+
+def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
+                  distinct: dict[int, int]) -> tuple[list[StudyConfig], list[str]]:
+    """subs resized so that all their points (distinct[i] trainings for subs[i]) end within
+    what is left of budget_s; returns them and one note per study."""
+    from cluster.launcher import parallel_slots
+
+    log = get_run_logger()
+    futures = [train_task.with_options(task_run_name=f"study calibrate {s.base.dataset}/"
+                                       f"{s.base.model.family}").submit(calibration(s).base)
+               for s in subs]
+    speeds = {}
+    for i, (sub, fut) in enumerate(zip(subs, futures)):
+        info = read_json(join(fut.result(), INFO)) or {}
+        _, manifest = check_data(sub.base)
+        splits = manifest["splits"]
+        ips = float(info.get("metrics", {}).get(M.IMG_PER_S) or 100.0)
+        startup = float((info.get("history") or [{}])[-1].get(M.STARTUP_S, 5.0))
+        count = min(splits["train"]["count"], sub.base.max_train_samples or 1 << 62)
+        speeds[str(i)] = Speed(img_per_s=ips, overhead_s=startup + (
+            splits["val"]["count"] + splits["test"]["count"]) / (2 * ips),
+            train_count=count, points=distinct[i])
+    left = budget_s - (time.monotonic() - started)
+    shapes = shape(speeds, left, parallel_slots(subs[0].base), subs[0].base.epochs)
+    out, notes = [], []
+    for i, sub in enumerate(subs):
+        s = shapes[str(i)]
+        note = s.note.replace(f"{i}:", f"{sub.base.dataset}/{sub.base.model.family}:", 1)
+        step(log, "study budget: %s", note)
+        notes.append(note)
+        out.append(sub.model_copy(update={"base": sub.base.model_copy(update={
+            "max_train_samples": s.images, "epochs": s.epochs})}))
+    return out, notes
+
+
+def distinct_points(cfgs: dict) -> int:
+    return len({layout.cache_key(c) for c in cfgs.values()})
