@@ -47,7 +47,17 @@ def test_drawing_a_digit_shows_the_classification(live):
         drawn = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "prototype-page.png"), full_page=True)
+        # Then a file that is no image: the error replaces the answer, never sits above it.
+        page.set_input_files("#upload", files=[{"name": "notes.png", "mimeType": "image/png",
+                                                "buffer": b"this is not a picture"}])
+        page.wait_for_function("document.getElementById('error').textContent.length > 0")
+        error = page.inner_text("#error")
+        after = page.evaluate("[document.getElementById('top').textContent, "
+                              "document.querySelectorAll('#probs .prob').length, "
+                              "document.querySelectorAll('#layers .layer').length]")
         browser.close()
+    assert error.startswith("Not classified: ") and "not an image" in error, error
+    assert after == ["–", 0, 0], after
     assert maps and all(maps)  # each conv layer's feature-map grid rendered
     png = base64.b64decode(drawn.split(",", 1)[1])
     api = httpx.post(f"{live}/predict?model=mnist/cnn@run-s", content=png,
