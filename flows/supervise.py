@@ -51,7 +51,11 @@ def _alive(proc: psutil.Process) -> bool:
 def kill_started(pid: int) -> None:
     """Kill every process `pid` started (its descendants, and those of its process group that
     were re-parented), not `pid` itself."""
-    procs = {p.pid: p for p in _tree(psutil.Process(pid))[1:] + _group(pid) if p.pid != pid}
+    _kill({p.pid: p for p in _tree(psutil.Process(pid))[1:] + _group(pid) if p.pid != pid})
+
+
+def _kill(procs: dict[int, psutil.Process]) -> None:
+    """SIGKILL each, then wait (at most KILL_S) for them to go."""
     for p in procs.values():
         try:
             p.kill()
@@ -96,12 +100,7 @@ def stop_tree(pid: int) -> None:
         seen.update({p.pid: p for p in _tree(root)})
         time.sleep(0.1)
     seen.update({p.pid: p for p in _group(pid)})
-    for p in seen.values():
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(list(seen.values()), timeout=KILL_S)
+    _kill(seen)
 
 
 def main() -> int:
