@@ -105,3 +105,25 @@ def scatter_png(points: list[tuple[str, float, float]], xlabel: str, title: str,
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+@one_at_a_time
+def dataset_panels(by_family: dict[str, dict[str, list]], title: str) -> bytes:
+    """One figure per dataset: a row per lever, a column per family, each panel its test
+    accuracy (mean ± std over seeds) against the lever's values."""
+    families = list(by_family)
+    levers = list(dict.fromkeys(lv for r in by_family.values() for lv in r))
+    fig, axes = plt.subplots(len(levers), len(families), squeeze=False,
+                             figsize=(3.2 * len(families), 2.4 * len(levers)))
+    for row, lever in enumerate(levers):
+        for col, fam in enumerate(families):
+            ax, points = axes[row][col], by_family[fam].get(lever, [])
+            ax.errorbar(range(len(points)), [p["mean"] for p in points],
+                        yerr=[p["std"] for p in points], marker="o", capsize=3)
+            ax.set_xticks(range(len(points)), [str(p["value"]) for p in points], rotation=30,
+                          fontsize=7)
+            ax.set_title(f"{fam}: {lever}", fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[row][0].set_ylabel("test accuracy", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)

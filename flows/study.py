@@ -19,8 +19,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from cluster.config import TrainConfig, apply_levers
 from flows.config import StudyConfig
 from flows.evaluate import evaluate_task
+from flows.claims import claims_table
 from flows.findings import depth_findings, lever_findings
-from flows.plots import lever_panels
+from flows.plots import dataset_panels, lever_panels
 from flows.progress import step
 from flows.study_budget import distinct_points, fit_to_budget
 from flows.train import train_task
@@ -177,10 +178,14 @@ def write_set(cfg: StudyConfig, studied: dict[tuple[str, str], dict[str, Any]]) 
     nested: dict[str, dict[str, Any]] = {}
     for (ds, fam), results in studied.items():
         nested.setdefault(ds, {})[fam] = results
-    depth = depth_findings(studied)
+    depth = depth_findings(studied) + "\n" + claims_table(studied, cfg.plan.levers)
     create_markdown_artifact(key="study-depth", markdown=depth,
-                             description="the original study's depth claim, tested")
+                             description="the original study's claims, tested")
     write_bytes(join(uri, "findings.md"), depth.encode())
+    for ds, by_family in nested.items():
+        levers = {fam: {k: v for k, v in r.items() if k != BASE} for fam, r in by_family.items()}
+        write_bytes(join(uri, f"study-{ds}.png"), dataset_panels(
+            levers, f"{ds}: one lever at a time, per family ({cfg.plan.seeds} seed(s))"))
     write_json(join(uri, "study.json"), {"config": cfg.model_dump(mode="json"),
                                          "results": nested})
     return uri

@@ -39,12 +39,13 @@ def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
         info = read_json(join(fut.result(), INFO)) or {}
         _, manifest = check_data(sub.base)
         splits = manifest["splits"]
+        last = (info.get("history") or [{}])[-1]
         ips = float(info.get("metrics", {}).get(M.IMG_PER_S) or 100.0)
-        startup = float((info.get("history") or [{}])[-1].get(M.STARTUP_S, 5.0))
         count = min(splits["train"]["count"], sub.base.max_train_samples or 1 << 62)
-        speeds[str(i)] = Speed(img_per_s=ips, overhead_s=startup + (
-            splits["val"]["count"] + splits["test"]["count"]) / (2 * ips),
-            train_count=count, points=distinct[i])
+        evaluated = splits["val"]["count"] + splits["test"]["count"]
+        speeds[str(i)] = Speed(img_per_s=ips, overhead_s=float(last.get(M.STARTUP_S, 5.0)) +
+                               evaluated / eval_rate(last, ips, splits["val"]["count"]),
+                               train_count=count, points=distinct[i])
     left = budget_s - (time.monotonic() - started)
     shapes = shape(speeds, left, parallel_slots(subs[0].base), subs[0].base.epochs)
     out, notes = [], []
@@ -56,6 +57,16 @@ def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
         out.append(sub.model_copy(update={"base": sub.base.model_copy(update={
             "max_train_samples": s.images, "epochs": s.epochs})}))
     return out, notes
+
+
+def eval_rate(last: dict, img_per_s: float, val_count: int) -> float:
+    """Images per second of evaluation, from the calibration's fit time less its training
+    steps (what remains is its validation pass); half the training rate when unmeasurable."""
+    fit_s = float(last.get(M.FIT_S) or 0.0)
+    validating = fit_s - CALIBRATION_IMAGES / img_per_s
+    if validating <= 0.05 * fit_s:
+        return img_per_s / 2
+    return max(img_per_s / 2, val_count / validating)
 
 
 def distinct_points(cfgs: dict) -> int:

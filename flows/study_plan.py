@@ -1,6 +1,7 @@
 """How big each study point may be so that a whole study ends within its budget: from each
-(dataset, family)'s measured training speed, the same training images and epochs for every
-point of that (dataset, family), so its points compare. Pure: no training here."""
+(dataset, family)'s measured training speed, one size (training images × epochs) for every
+point of every study, so that a lever's points compare and so do the families on a dataset
+(the depth claim is tested on the same training images). Pure: no training here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,24 +26,39 @@ class Shape:
     note: str
 
 
+def cost(speeds: dict[str, Speed], images: int, epochs: int) -> float:
+    """Machine-seconds (summed over trainings side by side) of every point of every study."""
+    return sum(sp.points * (sp.overhead_s + min(images, sp.train_count) * epochs / sp.img_per_s)
+               for sp in speeds.values())
+
+
+def size(speeds: dict[str, Speed], machine_s: float, epochs: int) -> tuple[int, int]:
+    """The largest (images, epochs) whose cost fits machine_s: all images and the configured
+    epochs, else all images and fewer epochs, else fewer images for one epoch (at least
+    MIN_IMAGES, even when that does not fit)."""
+    most = max(sp.train_count for sp in speeds.values())
+    for eps in range(epochs, 0, -1):
+        if cost(speeds, most, eps) <= machine_s:
+            return most, eps
+    lo, hi = MIN_IMAGES, most  # cost grows with images: bisect for the largest that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(speeds, mid, 1) <= machine_s else (lo, mid - 1)
+    return lo, 1
+
+
 def shape(speeds: dict[str, Speed], budget_s: float, slots: int, epochs: int) -> dict[str, Shape]:
-    """Each study gets an equal share of the machine-time (budget × trainings side by side);
-    within it every point gets the same images × epochs: all images and the configured epochs
-    when they fit, else fewer epochs, else fewer images (at least MIN_IMAGES, one epoch)."""
-    share = budget_s * max(1, slots) / max(1, len(speeds))
+    """One size for all studies within budget × trainings side by side; a note per study."""
+    machine_s = budget_s * max(1, slots)
+    images, eps = size(speeds, machine_s, epochs)
+    total = cost(speeds, images, eps)
     out = {}
     for key, sp in speeds.items():
-        per_point = share / max(1, sp.points)
-        seen = max(0.0, per_point - sp.overhead_s) * sp.img_per_s  # images a point may train on
-        n = sp.train_count
-        if seen >= n * epochs:
-            images, eps = n, epochs
-        elif seen >= n:
-            images, eps = n, int(seen // n)
-        else:
-            images, eps = min(n, max(MIN_IMAGES, int(seen))), 1
-        out[key] = Shape(images, eps, (
-            f"{key}: {sp.points} points of {images:,} images × {eps} epoch(s): "
-            f"{per_point:.0f} s each at {sp.img_per_s:,.0f} img/s with {sp.overhead_s:.0f} s "
-            f"of start-up and evaluation, {max(1, slots)} training(s) side by side"))
+        n = min(images, sp.train_count)
+        out[key] = Shape(n, eps, (
+            f"{key}: {sp.points} points of {n:,} images × {eps} epoch(s) at "
+            f"{sp.img_per_s:,.0f} img/s, {sp.overhead_s:.0f} s of start-up and evaluation each; "
+            f"every study trains on the same size so that levers and families compare: "
+            f"{total:,.0f} of {machine_s:,.0f} machine-seconds "
+            f"({max(1, slots)} training(s) side by side)"))
     return out

@@ -62,17 +62,21 @@ def test_a_study_over_families_tests_the_depth_claim(local_ray, prefect_harness)
         assert len(res["base"]["accs"]) == 2 and [p["value"] for p in res["dropout"]] == [0.0]
     findings = Path(uri, "findings.md").read_text()
     assert "| mnist | bp | dnn |" in findings, findings
+    assert "| Classification improves with the deepening of the network model | mnist |" \
+        in findings and "| The dropout changes the classification accuracy | all |" in findings
+    assert Path(uri, "study-mnist.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow  # real trainings on Ray
 def test_a_budget_sizes_every_point_of_a_study_alike(local_ray, prefect_harness):
-    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "epochs": 3,
+    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "epochs": 20,
                             "scaling": {"cpus_per_worker": 1}},
                       families=["bp"], budget_s=15,
                       plan={"levers": ["dropout"], "dropout_grid": [0.0], "seeds": 2})
     uri = study(cfg)
     data = json.loads(Path(uri, "study.json").read_text())
     base = data["config"]["base"]
-    # 15 s for a calibration and 4 points cannot hold 3 epochs of the whole training set.
-    assert base["epochs"] < 3 or base["max_train_samples"] < 54_000, base
+    # 15 s for a calibration and 4 points cannot hold 20 epochs of the whole training set.
+    assert base["epochs"] < 20 or base["max_train_samples"] < 54_000, base
     assert "Budget: mnist/bp: 4 points of " in Path(uri, "findings.md").read_text()
+    assert "the same size so that levers and families compare" in Path(uri, "findings.md").read_text()

@@ -38,3 +38,39 @@ def test_depth_claim_is_reported_honestly():
     assert "| mnist | bp | dnn | 0.9100 | 0.9633 | +0.0533 |" in text
     assert "| mnist | cnn | dcnn |" in text and "within the seeds' spread" in text
     assert "holds (deeper significantly better) in 2 of 3 comparisons" in text
+
+
+def test_claims_table_says_what_held_and_what_did_not():
+    from flows.claims import claims_table
+
+    results = {("mnist", "bp"): {"base": BASE, "dropout": [
+                   _pt(0.0, [0.80, 0.81, 0.80], [0.95] * 3)]},  # clearly worse: significant
+               ("mnist", "dnn"): {"base": _pt("base", [0.95, 0.97, 0.97], [0.9] * 3)},
+               ("cifar10-jpeg", "cnn"): {"base": _pt("base", [0.70, 0.72, 0.71], [0.7] * 3),
+                                         "dropout": [
+                   # best on test, not on validation: never the reported best point
+                   _pt(0.3, [0.74, 0.71, 0.73], [0.1] * 3)]},
+               ("cifar10-jpeg", "dcnn"): {"base": _pt("base", [0.60, 0.61, 0.62], [0.8] * 3)}}
+    text = claims_table(results, ["dropout"])
+    assert "| deepening of the network model | mnist | deeper significantly better in 1 of 1" \
+        in text.replace("Classification improves with the ", "") and "| confirmed |" in text
+    assert "| cifar10-jpeg | deeper significantly better in 0 of 1 paired comparisons | " \
+           "not supported by these data |" in text
+    assert "in 1 of 2 studies" in text and "partly confirmed" in text
+    # The best point on validation is dcnn's base (0.8): its test accuracy is what counts.
+    assert "| 0.6100 (dcnn base, the best point on validation) | not reached at this budget |" \
+        in text, text
+
+
+def test_a_dataset_figure_has_a_panel_per_lever_and_family():
+    import io
+
+    from PIL import Image
+
+    from flows.plots import dataset_panels
+
+    by_family = {fam: {"dropout": [_pt(0.0, [0.9], [0.9]), _pt(0.5, [0.8], [0.8])],
+                       "lr": [_pt(0.1, [0.9], [0.9])]} for fam in ("bp", "dnn", "cnn")}
+    one = Image.open(io.BytesIO(dataset_panels({"bp": by_family["bp"]}, "t")))
+    three = Image.open(io.BytesIO(dataset_panels(by_family, "t")))
+    assert three.size[0] > 2 * one.size[0] and three.size[1] == one.size[1]
