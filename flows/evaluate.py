@@ -61,7 +61,7 @@ def evaluate_bundle(uri: str) -> dict:
     return result
 
 
-@task(retries=1, retry_delay_seconds=5)
+@task(retries=1, retry_delay_seconds=5, task_run_name="evaluate")
 def evaluate_task(uri: str, reuse: bool = False) -> str:
     """Evaluate one bundle (or, with reuse, keep an earlier evaluation of the same immutable
     bundle); returns the URI of its metrics.json."""
@@ -70,7 +70,7 @@ def evaluate_task(uri: str, reuse: bool = False) -> str:
     return join(uri, layout.METRICS)
 
 
-@task
+@task(task_run_name="metrics artifact")
 def metrics_artifact(metrics_uri: str) -> None:
     """The headline numbers as a Prefect markdown artifact."""
     m = read_json(metrics_uri)

@@ -15,6 +15,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from cluster.connect import connect
+from flows.claims import claims_table
 from flows.compare import compare_task, table_rows
 from flows.config import PipelineConfig, ProfileName
 from flows.evaluate import evaluate_task
@@ -38,7 +39,7 @@ from flows.records import BranchRecord
 from flows.retrain import retrain_decision
 from flows.study import study
 from flows.train import train_task
-from flows.tune import tune_task
+from flows.tune import trials_artifact_of, tune_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO
@@ -238,6 +239,12 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     width = slots(cfg, branches)
     tuned = tune_all.with_options(task_runner=ThreadPoolTaskRunner(max_workers=width))(
         cfg, branches) if branches else []
+    # Copies: a subflow's result passed to a task is recorded as a flow_run task input, which
+    # Prefect's UI cannot list (an empty Task Runs tab).
+    tuned = [r.model_copy() for r in tuned]
+    for r in tuned:  # the trials tables on the pipeline's run too, where users look first
+        if r.tune_uri:
+            trials_artifact_of(r.tune_uri)
     left = (cfg.run_time_budget_s or 0) - (time.monotonic() - started) - cfg.finish_seconds
     epochs, plan_note = plan_final(cfg, tuned, data, left)
     step(log, "%d branches submitted: %s", len(epochs),
@@ -273,8 +280,9 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
                 studies[f"study_{ds}_{fam}.png"] = join(uri, "study.png")
                 studied[(ds, fam)] = (read_json(join(uri, "study.json")) or {})["results"]
     if studied:
-        create_markdown_artifact(key="study-depth", markdown=depth_findings(studied),
-                                 description="the original study's depth claim, tested")
+        create_markdown_artifact(key="study-depth", markdown=depth_findings(studied) + "\n" +
+                                 claims_table(studied, cfg.study_plan.levers),
+                                 description="the original study's claims, tested")
     notes = budget_lines(cfg, records, plan_note, time.monotonic() - started) + \
         list(dict.fromkeys(r.budget_note for r in records if r.budget_note)) + \
         [f"dataset {n} failed: {e}" for n, e in failed.items()]

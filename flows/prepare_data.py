@@ -25,13 +25,14 @@ def latest_dataset(store: str, name: str) -> str:
     return pointer["uri"]
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only,
+      task_run_name="prepare {cfg.dataset}")
 def prepare_task(cfg: PrepConfig) -> str:
     """Prepare (or find, on a cache hit) the dataset; returns its store URI."""
     return prepare(cfg).uri
 
 
-@task
+@task(task_run_name="dataset card {name}")
 def publish_card(uri: str, name: str) -> str:
     """Show the dataset card, with its sample grid inlined, as a Prefect markdown artifact."""
     fs, path = filesystem(uri)

@@ -130,7 +130,8 @@ def rollback_champion(store: str, dataset: str, family: str) -> dict:
     return last
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient_only,
+      task_run_name="publish run {rid}")
 def publish_task(run: str, rid: str, records: list[BranchRecord], comparison: dict,
                  study_pngs: dict[str, str], failed: dict[str, str],
                  data_keys: Optional[dict[str, str]] = None) -> dict:
@@ -158,7 +159,7 @@ def champion_entry(rid: str, run: str, ds: str, fam: str, test_acc: float) -> di
             "dataset": ds, "family": fam}
 
 
-@task
+@task(task_run_name="champion gate")
 def champions_task(store: str, margin: float, run: str, rid: str, comparison: dict) -> dict:
     """Move each (dataset, family) champion pointer if this run's model beats it; then
     gate.json in the run folder says the run is complete."""

@@ -26,7 +26,7 @@ def model_run_id(training_run: str) -> str:
     return rid if len(rid) <= 64 else f"model-{hashlib.sha256(rid.encode()).hexdigest()[:16]}"
 
 
-@task
+@task(task_run_name="publish model")
 def publish_model_task(cfg: PublishConfig) -> dict[str, Any]:
     """Evaluate (or reuse the evaluation of) the bundle, publish it as a run, move the champion
     pointer if it beats the champion by the margin."""

@@ -100,7 +100,7 @@ def point_scores(metrics_uri: str) -> tuple[float, float]:
     return float(metrics[M.TEST_ACC]), float(info.get("metrics", {}).get(M.SCORE, 0.0))
 
 
-@task
+@task(task_run_name="write study {cfg.base.dataset}/{cfg.base.model.family}")
 def write_study(cfg: StudyConfig, results: dict[str, Any], findings: str) -> str:
     """study.json, study.png (a panel per lever, mean ± std over seeds) and findings.md;
     returns the study's URI."""
@@ -170,7 +170,7 @@ def study_results(cfg: StudyConfig, i: int, scores: dict[Key, tuple[float, float
     return results
 
 
-@task
+@task(task_run_name="write the study's findings")
 def write_set(cfg: StudyConfig, studied: dict[tuple[str, str], dict[str, Any]]) -> str:
     """A study over datasets and families: study.json shaped {"results": {dataset: {family:
     {lever: points}}}}, and findings.md testing the depth claim (also an artifact)."""

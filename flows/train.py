@@ -93,7 +93,8 @@ def train_model(cfg: TrainConfig) -> TrainOutcome:
     return TrainOutcome(name, bundle_uri, info, cached=False)
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient_only)
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient_only,
+      task_run_name="train {cfg.dataset}/{cfg.model.family}")
 def train_task(cfg: TrainConfig) -> str:
     """Train (a retry resumes the same run from its last checkpoint); returns the bundle URI.
     A Ray task of its own, so trainings submitted together run side by side."""

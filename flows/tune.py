@@ -109,20 +109,34 @@ def pick(scored: list, base: dict[str, Any], min_gain: float) -> Any:
     return top
 
 
-def trials_table(best: TuneBest, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """All trials, best first, as the Prefect table shows them."""
+def trials_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """All trials, best first, as the Prefect table shows them (scores rounded for reading)."""
     ranked = sorted(rows, key=lambda r: -(r.get(M.SCORE) or 0))
-    return [{"trial": r["trial_id"], f"{M.SCORE} (best)": r.get(M.SCORE), "epochs": r["epochs"],
-             "stopped early": r["stopped_early"], **r["params"]} for r in ranked]
+    return [{"trial": r["trial_id"], f"{M.SCORE} (best)": _round(r.get(M.SCORE)),
+             "epochs": r["epochs"], "stopped early": r["stopped_early"],
+             **{k: _round(v) for k, v in r["params"].items()}} for r in ranked]
 
 
-def trials_artifact(out: TuneOutcome) -> None:
-    """All trials as a Prefect table artifact, best first."""
+def _round(v: Any) -> Any:
+    return float(f"{v:.4g}") if isinstance(v, float) else v
+
+
+def trials_artifact(name: str, rows: list[dict[str, Any]]) -> None:
+    """All trials as a Prefect table artifact, best first, on the current run."""
     # Artifact keys allow lowercase letters, digits and dashes only.
-    key = re.sub(r"[^a-z0-9-]+", "-", out.name.lower())
+    key = re.sub(r"[^a-z0-9-]+", "-", name.lower())
     key = (key if key.startswith("tune-") else f"tune-{key}")[:100]
-    create_table_artifact(key=key, table=trials_table(out.best, out.trials),
-                          description=f"Ray Tune trials of {out.name}")
+    create_table_artifact(key=key, table=trials_table(rows),
+                          description=f"Ray Tune trials of {name}")
+
+
+def trials_artifact_of(best_uri: str) -> None:
+    """The trials table of a finished tuning (its best.json's URI), on the current run."""
+    folder = best_uri.rsplit("/", 1)[0]
+    best = read_json(best_uri) or {}
+    rows = read_json(join(folder, layout.TRIALS))
+    if rows is not None and best.get("name"):
+        trials_artifact(best["name"], rows)
 
 
 @task(retries=1, retry_delay_seconds=10, retry_condition_fn=transient_only,
@@ -134,7 +148,7 @@ def tune_task(cfg: TuneConfig) -> TuneOutcome:
     from cluster.connect import on_cluster
 
     out = on_cluster(cfg.base.scaling.ray_address, tune_model, cfg)
-    trials_artifact(out)
+    trials_artifact(out.name, out.trials)
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -103,6 +104,35 @@ def _artifact(api: str, run_id: str, key: str) -> dict:
     return arts[0]
 
 
+def _task_runs_tab_lists_every_task(api: str, run_id: str) -> None:
+    """The flow run's Task Runs tab in Prefect's own UI, in Chromium: every task run listed by
+    a readable name (a task input recorded as a flow_run's result left the tab empty)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.flows.test_page_browser import _chromium
+
+    runs = _call("POST", f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    names = {r["name"] for r in runs}
+    assert {"branch shapes/bp", "champion gate", "dataset card shapes"} <= names, names
+    assert any(n.startswith("publish run ") for n in names), names
+    assert not [n for n in names if re.fullmatch(r".*-[0-9a-f]{3}", n)], names  # auto-names
+    for r in runs:
+        kinds = {i["input_type"] for ins in r["task_inputs"].values() for i in ins}
+        assert "flow_run" not in kinds, (r["name"], r["task_inputs"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text))
+        page.goto(f"{api.removesuffix('/api')}/runs/flow-run/{run_id}")
+        page.get_by_role("tab", name="Task Runs").click()
+        page.get_by_text("branch shapes/bp").first.wait_for(timeout=60_000)
+        page.get_by_text("champion gate").first.wait_for(timeout=10_000)
+        page.screenshot(path=str(ROOT / "test-artifacts" / "prefect-ui-task-runs.png"))
+        browser.close()
+    assert not [m for m in console if "Invalid TaskInputResponse" in m], console
+
+
 def _schedule_soon(api: str, dep_id: str, cfg: dict) -> dict:
     """What the UI's "Add schedule" does: an interval schedule whose first run is due in a
     few seconds, carrying the small config as its parameters. Returns the run it created."""
@@ -161,6 +191,10 @@ def test_scheduled_retraining_on_a_ray_head(prefect_server, ray_head, tmp_path):
     assert {"model-comparison", "model-comparison-report", "retrain-decision",
             "champion-gate"} <= keys
     assert any(k.startswith("tune-shapes-bp") for k in keys)  # the branch's trials table
+    own = {a["key"] for a in _call("POST", f"{api}/artifacts/filter", {"artifacts": {
+        "flow_run_id": {"any_": [first["id"]]}}})}
+    assert any(k.startswith("tune-shapes-bp") for k in own)  # ... on the pipeline's run too
+    _task_runs_tab_lists_every_task(api, first["id"])
 
     # 3. Scheduled, nothing changed: ends in seconds, says so, publishes nothing.
     run = _work(worker_env, api, _schedule_soon(api, dep["id"], cfg)["id"])
