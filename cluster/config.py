@@ -16,6 +16,7 @@ from lightning_modules.config import (
     StoreUrl,
 )
 from lightning_modules.layout import DEFAULT_STORE
+from lightning_modules.tracking import TrackingConfig
 
 
 class ScalingOptions(BaseModel):
@@ -77,6 +78,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, description="seed of weights, shuffling and augmentation")
     max_train_samples: Optional[int] = Field(
         None, gt=0, description="train on a seeded subset of this many images (smoke runs)")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="MLflow tracking")
 
 
 # The study's five levers (plus weight decay, which Tune also samples): where each lives in a

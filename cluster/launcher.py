@@ -22,6 +22,7 @@ from cluster.train_worker import (
     CHECKPOINT_FILE,
     FIT_S,
     STARTUP_S,
+    tracked_run,
     train_loop_per_worker,
 )
 from lightning_modules import metrics as M
@@ -103,6 +104,9 @@ def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional
     """The TorchTrainer for one run: scaling, storage, checkpoint scoring, fault tolerance."""
     scaling_config, threads = scaling(cfg)
     path, fs = storage(cfg.store)
+    # Found or created once here: DDP workers all log to it (Lightning logs from rank 0).
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
+        update={"mlflow_run_id": tracked_run(cfg)})})
     # Ray Train passes this variable on to its controller: one start-up attempt, this long.
     os.environ[START_TIMEOUT_ENV] = str(cfg.scaling.start_timeout_s)
     return TorchTrainer(

@@ -21,6 +21,7 @@ from ray.train.lightning import (
 )
 
 from cluster.config import TrainConfig
+from lightning_modules import layout, tracking
 from lightning_modules import metrics as M
 from lightning_modules.classifier import Classifier
 from lightning_modules.datamodule import PreparedData
@@ -143,10 +144,21 @@ def callbacks(config: dict) -> list[pl.Callback]:
             RayTrainReportCallback()]
 
 
+def tracked_run(cfg: TrainConfig, kind: str = "training") -> Optional[str]:
+    """The MLflow run this training logs to (found by its content and parent, or created with
+    the config as parameters); None when nothing is tracked."""
+    t = cfg.tracking
+    if t.mlflow_run_id or not t.tracking_uri:
+        return t.mlflow_run_id
+    return tracking.run_for(t, layout.cache_key(cfg, t.parent_run_id, kind),
+                            f"{kind} {cfg.dataset}/{cfg.model.family} seed {cfg.seed}", kind,
+                            params=layout.identity(cfg))
+
+
 def lightning_trainer(cfg: TrainConfig, cbs: list[pl.Callback], world_size: int,
-                      device: Optional[str] = None) -> pl.Trainer:
-    """The Lightning Trainer of a run: Ray's reports replace Lightning's checkpoints and logs.
-    The device is what Ray made visible to the worker unless given."""
+                      device: Optional[str] = None, kind: str = "training") -> pl.Trainer:
+    """The Lightning Trainer of a run: Ray's reports replace Lightning's checkpoints; its
+    metrics go to MLflow when tracked. The device is what Ray made visible unless given."""
     device = device or device_type()
     if cfg.scaling.deadline is not None:
         cbs = [DeadlineStop(cfg.scaling.deadline), *cbs]
@@ -155,7 +167,8 @@ def lightning_trainer(cfg: TrainConfig, cbs: list[pl.Callback], world_size: int,
                       devices=1 if world_size == 1 else "auto",
                       precision=precision,  # type: ignore[arg-type]
                       **distributed(world_size), callbacks=cbs, enable_checkpointing=False,
-                      logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      logger=tracking.lightning_logger(cfg.tracking, tracked_run(cfg, kind)),
+                      enable_progress_bar=False, enable_model_summary=False,
                       num_sanity_val_steps=0)
 
 
@@ -217,4 +230,4 @@ def train_in_trial(config: dict) -> None:
     module, dm = build(cfg, config["data_uri"])
     cbs = [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(),
            EpochReport(tune_sink, checkpoint=False)]
-    lightning_trainer(cfg, cbs, 1).fit(module, datamodule=dm)
+    lightning_trainer(cfg, cbs, 1, kind="trial").fit(module, datamodule=dm)

@@ -127,4 +127,5 @@ def one_line(err: ValidationError) -> str:
 
 
 # Field names that hold nested configs rather than options.
-_NESTED = {"base", "space", "tune", "model", "optim", "scaling", "plan", "study_plan"}
+_NESTED = {"base", "space", "tune", "model", "optim", "scaling", "plan", "study_plan",
+           "tracking"}

@@ -19,6 +19,7 @@ from lightning_modules.config import (
     StoreUrl,
 )
 from lightning_modules.layout import DEFAULT_STORE
+from lightning_modules.tracking import TrackingConfig
 
 # The choices come from the registry of sources (flows/prep/kinds.py).
 DatasetKind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
@@ -213,6 +214,7 @@ class PipelineConfig(BaseModel):
     study_plan: StudyPlan = Field(StudyPlan(seeds=1), description="the study's grids",
                                   json_schema_extra={"cli_prefix": "study_"})
     run_id: Optional[Name] = Field(None, description="run folder name (default: from the inputs)")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="MLflow tracking")
 
     @model_validator(mode="after")
     def _check(self) -> "PipelineConfig":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -41,6 +42,7 @@ def bundle_uri(cfg: EvalConfig) -> str:
 
 def evaluate_bundle(uri: str) -> dict:
     """metrics.json, confusion.json/png and the test predictions next to the bundle."""
+    started = time.monotonic()
     try:
         pred = load_bundle(uri)
     except BundleError as e:
@@ -57,6 +59,7 @@ def evaluate_bundle(uri: str) -> dict:
     title = f"{result['dataset']} {result['family']}: test acc {result[M.TEST_ACC]:.4f}"
     write_json(join(uri, "confusion.json"), {"classes": pred.classes, "matrix": result["confusion"]})
     write_bytes(join(uri, "confusion.png"), confusion_png(result["confusion"], pred.classes, title))
+    result["eval_seconds"] = time.monotonic() - started
     write_json(join(uri, layout.METRICS), result)
     return result
 

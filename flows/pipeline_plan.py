@@ -21,7 +21,7 @@ def base_train(cfg: PipelineConfig, dataset: str, family: str, seed: int,
                max_train_samples: Optional[int]) -> TrainConfig:
     """The family's recipe (FAMILIES[...].recipe) on the pipeline's data, seed and scaling."""
     base = TrainConfig(store=cfg.store, scaling=cfg.scaling, epochs=cfg.epochs or 1, seed=seed,
-                       max_train_samples=max_train_samples)
+                       max_train_samples=max_train_samples, tracking=cfg.tracking)
     return recipe_train(base, dataset, family, cfg.structures.get(family))
 
 

@@ -9,6 +9,7 @@ from prefect import get_run_logger
 from flows.config import StudyConfig
 from flows.progress import step
 from flows.study_plan import Speed, shape
+from flows.evaluate import evaluate_task
 from flows.train import check_data, train_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
@@ -31,21 +32,18 @@ def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
     from cluster.launcher import parallel_slots
 
     log = get_run_logger()
-    futures = [train_task.with_options(task_run_name=f"study calibrate {s.base.dataset}/"
-                                       f"{s.base.model.family}").submit(calibration(s).base)
-               for s in subs]
+    futures = [evaluate_task.with_options(task_run_name=f"study calibrate {s.base.dataset}/"
+                                          f"{s.base.model.family}").submit(
+        train_task.with_options(task_run_name=f"study calibrate {s.base.dataset}/"
+                                f"{s.base.model.family}").submit(calibration(s).base))
+        for s in subs]
     speeds = {}
     for i, (sub, fut) in enumerate(zip(subs, futures)):
-        info = read_json(join(fut.result(), INFO)) or {}
+        metrics = read_json(fut.result()) or {}
+        info = read_json(join(metrics["bundle"], INFO)) or {}
         _, manifest = check_data(sub.base)
-        splits = manifest["splits"]
-        last = (info.get("history") or [{}])[-1]
-        ips = float(info.get("metrics", {}).get(M.IMG_PER_S) or 100.0)
-        count = min(splits["train"]["count"], sub.base.max_train_samples or 1 << 62)
-        evaluated = splits["val"]["count"] + splits["test"]["count"]
-        speeds[str(i)] = Speed(img_per_s=ips, overhead_s=float(last.get(M.STARTUP_S, 5.0)) +
-                               evaluated / eval_rate(last, ips, splits["val"]["count"]),
-                               train_count=count, points=distinct[i])
+        count = min(manifest["splits"]["train"]["count"], sub.base.max_train_samples or 1 << 62)
+        speeds[str(i)] = measured(info, metrics, count, distinct[i])
     left = budget_s - (time.monotonic() - started)
     shapes = shape(speeds, left, parallel_slots(subs[0].base), subs[0].base.epochs)
     out, notes = [], []
@@ -59,14 +57,14 @@ def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
     return out, notes
 
 
-def eval_rate(last: dict, img_per_s: float, val_count: int) -> float:
-    """Images per second of evaluation, from the calibration's fit time less its training
-    steps (what remains is its validation pass); half the training rate when unmeasurable."""
-    fit_s = float(last.get(M.FIT_S) or 0.0)
-    validating = fit_s - CALIBRATION_IMAGES / img_per_s
-    if validating <= 0.05 * fit_s:
-        return img_per_s / 2
-    return max(img_per_s / 2, val_count / validating)
+def measured(info: dict, metrics: dict, train_count: int, points: int) -> Speed:
+    """A point's speed from its calibration: the training steps' rate, and everything else it
+    took (start-up, data loading, validation, the test evaluation) as a fixed overhead."""
+    ips = float(info.get("metrics", {}).get(M.IMG_PER_S) or 100.0)
+    steps_s = CALIBRATION_IMAGES / ips
+    training = float(info.get("wall_seconds") or info.get("train_seconds") or steps_s)
+    overhead = max(0.0, training - steps_s) + float(metrics.get("eval_seconds") or 0.0)
+    return Speed(img_per_s=ips, overhead_s=overhead, train_count=train_count, points=points)
 
 
 def distinct_points(cfgs: dict) -> int:

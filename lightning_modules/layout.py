@@ -37,7 +37,7 @@ GATE = "gate.json"
 
 # Where results go and what they are called do not change them; nor does how a run is spread
 # over the cluster, except its number of DDP workers (the effective batch size).
-_NOT_IDENTITY = {"store", "run_id", "tune_name"}
+_NOT_IDENTITY = {"store", "run_id", "tune_name", "tracking"}
 
 
 def identity(obj: Any) -> Any:
