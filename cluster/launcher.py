@@ -236,6 +236,25 @@ def train_on_cluster(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
     return ray.get(task.remote(here))
 
 
+def evaluate_where_trained(cfg: TrainConfig, fn: Callable[[str], T], uri: str) -> T:
+    """fn(uri) (an evaluation of a model trained with cfg) as a Ray task holding what its
+    one-worker training held, when this process is connected to Ray: evaluations then take
+    their turn beside the trainings (Ray decides), instead of crowding the driver's cores with
+    one thread each; without Ray, here."""
+    if not ray.is_initialized():
+        return fn(uri)
+    resources, threads = run_resources(cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
+        update={"workers": 1})}))
+    task = ray.remote(num_cpus=resources["CPU"], num_gpus=resources["GPU"],
+                      max_retries=cfg.scaling.max_failures)(_with_threads)
+    return ray.get(task.remote(fn, uri, threads))
+
+
+def _with_threads(fn: Callable[[str], T], uri: str, threads: int) -> T:
+    torch.set_num_threads(threads)
+    return fn(uri)
+
+
 def train_stage(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
     """`imgclf train`: a one-worker training on a cluster (or with --no-in-process, a local
     Ray's) is a Ray task there, as a flow's is; otherwise this process trains (no cluster to

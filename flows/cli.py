@@ -19,6 +19,7 @@ from flows.config import (
     PipelineConfig,
     PrepConfig,
     PublishConfig,
+    RollbackConfig,
     StudyConfig,
 )
 from flows.progress import QUIET_ENV, NoErrorsOnConsole
@@ -65,6 +66,13 @@ def _publish(args: argparse.Namespace) -> int:
     cfg = model_from_args(PublishConfig, args)
     out = publish_model(cfg)
     print(json.dumps({**out, "serve": f"imgclf serve --store {normalize(cfg.store)}"}))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from flows.rollback import rollback
+
+    print(json.dumps(rollback(model_from_args(RollbackConfig, args))))
     return 0
 
 
@@ -162,6 +170,8 @@ COMMANDS = {
     "evaluate": (EvalConfig, _evaluate, "evaluate a trained model on its test split"),
     "publish": (PublishConfig, _publish, "publish one trained model as a run (evaluated "
                 "first if needed) so `imgclf serve` shows it"),
+    "rollback": (RollbackConfig, _rollback, "point a champion back at the previous one (the "
+                 "page serves it at once; the MLflow alias `champion` moves back too)"),
     "tune": (TuneConfig, _tune, "tune the study's levers with Ray Tune (ASHA)"),
     "study": (StudyConfig, _study, "sweep each lever alone over a grid, several seeds"),
     "pipeline": (PipelineConfig, _pipeline, "the whole DAG: prep, tune, train, evaluate, "

@@ -96,8 +96,11 @@ def _list_of(item: Any) -> Any:
 
 
 def model_from_args(model: type[BaseModel], args: argparse.Namespace, prefix: str = "") -> Any:
-    """Rebuild the (possibly nested) config from the flat options that were given."""
-    return model(**_given(model, args, prefix))
+    """Rebuild the (possibly nested) config from the flat options that were given; MLflow's
+    MLFLOW_TRACKING_URI is read here, at the command's entry, when --tracking-uri is not given."""
+    from lightning_modules.tracking import with_env
+
+    return with_env(model(**_given(model, args, prefix)))
 
 
 def given_options(model: type[BaseModel], args: argparse.Namespace) -> dict:

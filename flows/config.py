@@ -77,6 +77,20 @@ class EvalConfig(BaseModel):
         "cnn", description="model family", json_schema_extra={"cli_aliases": ["--model"]})
     store: StoreUrl = Field(DEFAULT_STORE, description="store holding the model bundles")
     run_name: Optional[Name] = Field(None, description="a training run (default: the latest)")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="MLflow tracking")
+
+
+class RollbackConfig(BaseModel):
+    """Which (dataset, family) champion to point back at the previous one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Name = Field("mnist", description="a published dataset's name")
+    family: Family = Field(
+        "cnn", description="model family", json_schema_extra={"cli_aliases": ["--model"]})
+    store: StoreUrl = Field(DEFAULT_STORE, description="store holding the champions")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="MLflow tracking (the "
+                                     "`champion` alias moves too)")
 
 
 class PublishConfig(EvalConfig):

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Optional
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.config import EvalConfig
-from flows.plots import confusion_png
+from flows.plots import confusion_png, curves_png
 from lightning_modules import layout
 from lightning_modules import metrics as M
-from lightning_modules.bundle import BundleError, load_bundle
+from lightning_modules import tracking
+from lightning_modules.bundle import INFO, BundleError, load_bundle
 from lightning_modules.datamodule import PreparedData
 from lightning_modules.errors import UserError
 from lightning_modules.evaluation import size_and_flops, speed, test_metrics
@@ -19,11 +21,13 @@ from lightning_modules.store import (
     check_store,
     join,
     normalize,
+    read_bytes,
     read_json,
     write_bytes,
     write_json,
     write_npy,
 )
+from lightning_modules.tracking import TrackingConfig
 
 PREDICTIONS = "test_predictions.npy"
 
@@ -65,12 +69,39 @@ def evaluate_bundle(uri: str) -> dict:
 
 
 @task(retries=1, retry_delay_seconds=5, task_run_name="evaluate")
-def evaluate_task(uri: str, reuse: bool = False) -> str:
+def evaluate_task(uri: str, reuse: bool = False,
+                  tracking: Optional[TrackingConfig] = None) -> str:
     """Evaluate one bundle (or, with reuse, keep an earlier evaluation of the same immutable
-    bundle); returns the URI of its metrics.json."""
+    bundle); returns the URI of its metrics.json. Tracked: an MLflow run of its own."""
     if not (reuse and read_json(join(uri, layout.METRICS)) is not None):
-        evaluate_bundle(uri)
+        from cluster.config import TrainConfig
+        from cluster.launcher import evaluate_where_trained
+
+        info = read_json(join(uri, INFO)) or {}
+        evaluate_where_trained(TrainConfig(**info.get("config", {})), evaluate_bundle, uri)
+    if tracking is not None and tracking.tracking_uri:
+        track_evaluation(tracking, uri)
     return join(uri, layout.METRICS)
+
+
+TRACKED = (M.TEST_ACC, M.TEST_F1, M.TEST_ECE, "img_per_s", "latency_ms_p50", "eval_seconds")
+
+
+def track_evaluation(t: TrackingConfig, uri: str) -> None:
+    """The evaluation as an MLflow run (found again on a retry): test metrics, the confusion
+    matrix, the training curves and metrics.json."""
+    m = read_json(join(uri, layout.METRICS)) or {}
+    info = read_json(join(uri, INFO)) or {}
+    name = f"{m['dataset']}/{m['family']}"
+    run = tracking.run_for(t, layout.cache_key("evaluation", uri, t.parent_run_id),
+                           f"evaluate {name} {m['run_name']}", "evaluation",
+                           params={"bundle": uri, "dataset": m["dataset"],
+                                   "family": m["family"], "run_name": m["run_name"]})
+    files = {"metrics.json": json.dumps(m, indent=1).encode(),
+             "confusion.png": read_bytes(join(uri, "confusion.png")),
+             "curves.png": curves_png({name: info.get("history", [])}, f"{name}: training")}
+    tracking.log_results(t, run, {k: m[k] for k in TRACKED if isinstance(m.get(k), (int, float))},
+                         files)
 
 
 @task(task_run_name="metrics artifact")
@@ -88,7 +119,7 @@ def metrics_artifact(metrics_uri: str) -> None:
 @flow(name="evaluate")
 def evaluate(cfg: EvalConfig = EvalConfig()) -> str:
     """Evaluate the latest (or named) bundle of a (dataset, family); returns metrics.json's URI."""
-    uri = evaluate_task(bundle_uri(cfg))
+    uri = evaluate_task(bundle_uri(cfg), tracking=tracking.from_env(cfg.tracking))
     metrics_artifact(uri)
     return uri
 

@@ -39,6 +39,7 @@ from flows.records import BranchRecord
 from flows.retrain import retrain_decision
 from flows.study import study
 from flows.train import train_task
+from flows.tracked import log_comparison, with_pipeline_run
 from flows.tune import trials_artifact_of, tune_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
@@ -155,8 +156,8 @@ def branch_task(cfg: PipelineConfig, rec: BranchRecord, epochs: int) -> BranchRe
         if err:
             return rec.model_copy(update={"error": f"training: {err}"})
         metrics, err = _outcome(evaluate_task.with_options(
-            task_run_name=f"evaluate {ds}/{fam} seed {tcfg.seed}")(bundle, reuse=True,
-                                                                    return_state=True))
+            task_run_name=f"evaluate {ds}/{fam} seed {tcfg.seed}")(
+                bundle, reuse=True, tracking=tcfg.tracking, return_state=True))
         if err:
             return rec.model_copy(update={"error": f"evaluation: {err}"})
         info = read_json(join(bundle, INFO)) or {}
@@ -233,6 +234,7 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
     decision = retrain_decision(cfg.store, rid, run, keys)
     if decision.status == "unchanged":
         return run
+    cfg, tracked = with_pipeline_run(cfg, rid)
     kept = {r.key: r for r in decision.kept}
     branches = [(ds, fam) for ds in data for fam in cfg.families if f"{ds}/{fam}" not in kept]
     connect(cfg.scaling.ray_address)  # one Ray connection for every branch of the run
@@ -288,7 +290,8 @@ def pipeline(cfg: Optional[PipelineConfig] = None, profile: ProfileName = "defau
         [f"dataset {n} failed: {e}" for n, e in failed.items()]
     comparison = compare_task(rid, records, list(cfg.families), failed, studies, notes)
     published = publish_task(run, rid, records, comparison, studies, failed, keys)
-    moves = champions_task(cfg.store, cfg.champion_margin, run, rid, comparison)
+    moves = champions_task(cfg.store, cfg.champion_margin, run, rid, comparison, cfg.tracking)
+    log_comparison(cfg, tracked, comparison, published["markdown"])
     create_table_artifact(key="model-comparison", table=table_rows(comparison),
                           description=f"model comparison of run {rid}")
     create_markdown_artifact(key="model-comparison-report", markdown=published["markdown"],

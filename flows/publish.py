@@ -28,6 +28,7 @@ from lightning_modules.store import (
     write_bytes,
     write_json,
 )
+from lightning_modules.tracking import TrackingConfig, mirror_champion
 
 MANIFEST = layout.MANIFEST
 BUNDLE_FILES = (WEIGHTS, INFO, layout.METRICS, "confusion.json", "confusion.png",
@@ -118,8 +119,10 @@ def update_champion(store: str, dataset: str, family: str, entry: dict, margin: 
             f"{entry[M.TEST_ACC]:.4f} beats {old_acc:.4f} + {margin}"}
 
 
-def rollback_champion(store: str, dataset: str, family: str) -> dict:
-    """Point back at the previous champion (its run folder was never removed)."""
+def rollback_champion(store: str, dataset: str, family: str,
+                      tracking: Optional[TrackingConfig] = None) -> dict:
+    """Point back at the previous champion (its run folder was never removed), and the
+    `champion` alias of its registered model when tracked."""
     uri = champion_uri(store, dataset, family)
     current = read_json(uri)
     if not current or not current.get("previous"):
@@ -127,6 +130,8 @@ def rollback_champion(store: str, dataset: str, family: str) -> dict:
     *older, last = current["previous"]
     verify_run(last["run_uri"])
     write_json(uri, {**last, "since": time.time(), "previous": older})
+    if tracking is not None:
+        mirror_champion(tracking, dataset, family, last["uri"])
     return last
 
 
@@ -160,13 +165,19 @@ def champion_entry(rid: str, run: str, ds: str, fam: str, test_acc: float) -> di
 
 
 @task(task_run_name="champion gate")
-def champions_task(store: str, margin: float, run: str, rid: str, comparison: dict) -> dict:
-    """Move each (dataset, family) champion pointer if this run's model beats it; then
-    gate.json in the run folder says the run is complete."""
+def champions_task(store: str, margin: float, run: str, rid: str, comparison: dict,
+                   tracking: Optional[TrackingConfig] = None) -> dict:
+    """Move each (dataset, family) champion pointer if this run's model beats it (and the
+    `champion` alias of its registered model, when tracked); then gate.json in the run folder
+    says the run is complete."""
     moves = {f"{ds}/{fam}": update_champion(store, ds, fam,
                                             champion_entry(rid, run, ds, fam, c.test_acc or 0.0),
                                             margin)
              for ds, fam, c in cells_of(comparison) if c.status == "ok"}
+    for key, move in moves.items():
+        if tracking is not None and move["moved"]:
+            ds, fam = key.split("/")
+            mirror_champion(tracking, ds, fam, move["champion"]["uri"])
     write_json(join(run, layout.GATE), {"run_id": rid, "applied_at": time.time(),
                                         "moves": moves})
     return moves

@@ -24,6 +24,7 @@ from flows.findings import depth_findings, lever_findings
 from flows.plots import dataset_panels, lever_panels
 from flows.progress import step
 from flows.study_budget import distinct_points, fit_to_budget
+from flows.tracked import log_findings, with_study_run
 from flows.train import train_task
 from lightning_modules import layout
 from lightning_modules import metrics as M
@@ -88,7 +89,8 @@ def submit_all(cfgs: dict[Key, TrainConfig]) -> dict[Key, PrefectFuture]:
             name = f"{c.dataset}/{c.model.family} {key[1]}={key[2]} seed {c.seed}"
             bundle = train_task.with_options(task_run_name=f"study train {name}").submit(c)
             by_config[ident] = evaluate_task.with_options(
-                task_run_name=f"study evaluate {name}").submit(bundle, reuse=True)
+                task_run_name=f"study evaluate {name}").submit(bundle, reuse=True,
+                                                               tracking=c.tracking)
         out[key] = by_config[ident]
     return out
 
@@ -125,6 +127,7 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
 
     started = time.monotonic()
     connect(cfg.base.scaling.ray_address)  # here, not in a task's thread (Ray's signal handlers)
+    cfg, tracked = with_study_run(cfg)
     subs = expand(cfg)
     notes = [""] * len(subs)
     if cfg.budget_s is not None:
@@ -152,9 +155,9 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
                                  f"{sub.base.dataset}/{sub.base.model.family}")
         uris.append(write_study(sub, results, findings))
         studied[(sub.base.dataset, sub.base.model.family)] = results
-    if len(subs) == 1:
-        return uris[0]
-    return write_set(cfg, studied)
+    uri = uris[0] if len(subs) == 1 else write_set(cfg, studied)
+    log_findings(cfg, tracked, uri)
+    return uri
 
 
 def study_results(cfg: StudyConfig, i: int, scores: dict[Key, tuple[float, float]]

@@ -11,7 +11,7 @@ from prefect import flow, task
 from cluster.config import TrainConfig
 from flows.prepare_data import latest_dataset
 from flows.retry import transient_only
-from lightning_modules import layout
+from lightning_modules import layout, tracking
 from lightning_modules.bundle import INFO, write_bundle
 from lightning_modules.datamodule import MissingDatasetError, load_manifest
 from lightning_modules.errors import UserError
@@ -106,7 +106,7 @@ def train_task(cfg: TrainConfig) -> str:
 @flow(name="train")
 def train(cfg: TrainConfig = TrainConfig()) -> str:
     """Ray-distributed Lightning training of one (dataset, family); returns the bundle URI."""
-    return train_task(cfg)
+    return train_task(tracking.with_env(cfg))
 
 
 if __name__ == "__main__":

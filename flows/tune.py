@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cluster.config import TuneConfig, apply_levers
 from flows.retry import transient_only
 from flows.train import check_data
-from lightning_modules import layout
+from lightning_modules import layout, tracking
 from lightning_modules import metrics as M
 from lightning_modules.errors import UserError
 from lightning_modules.store import join, read_json, write_json
@@ -155,7 +155,7 @@ def tune_task(cfg: TuneConfig) -> TuneOutcome:
 @flow(name="tune")
 def tune(cfg: TuneConfig = TuneConfig()) -> str:
     """ASHA search over the five levers; returns the URI of the best config (best.json)."""
-    return tune_task(cfg).best_uri
+    return tune_task(tracking.with_env(cfg)).best_uri
 
 
 if __name__ == "__main__":

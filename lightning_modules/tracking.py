@@ -7,6 +7,7 @@ registry as the alias `champion` on a version of `imgclf-<dataset>-<family>`."""
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -35,6 +36,25 @@ class TrackingConfig(BaseModel):
         None, description="MLflow run the runs are nested under (set by the pipeline)")
     mlflow_run_id: Optional[str] = Field(
         None, description="MLflow run a training logs to (set by the launcher for DDP)")
+
+
+def from_env(t: TrackingConfig) -> TrackingConfig:
+    """MLflow's own variable, MLFLOW_TRACKING_URI, when the config names no URI (read at a
+    flow's start; the resolved config is what travels on)."""
+    if t.tracking_uri or not os.environ.get("MLFLOW_TRACKING_URI"):
+        return t
+    return t.model_copy(update={"tracking_uri": os.environ["MLFLOW_TRACKING_URI"]})
+
+
+def with_env(cfg: Any) -> Any:
+    """A config with every TrackingConfig in it (at any depth) resolved by from_env."""
+    updates = {}
+    for name, value in cfg:
+        if isinstance(value, TrackingConfig):
+            updates[name] = from_env(value)
+        elif isinstance(value, BaseModel):
+            updates[name] = with_env(value)
+    return cfg.model_copy(update=updates)
 
 
 def _client(t: TrackingConfig) -> Any:

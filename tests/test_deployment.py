@@ -165,7 +165,7 @@ def test_scheduled_retraining_on_a_ray_head(prefect_server, ray_head, tmp_path):
     subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], **cli)
     names = {d["name"] for d in _call("POST", f"{api}/deployments/filter", {})}
     assert {"pipeline", "pipeline-smoke", "prepare-data", "train", "tune", "evaluate",
-            "study", "publish-model"} <= names
+            "study", "publish-model", "rollback-champion"} <= names
     dep = _call("GET", f"{api}/deployments/name/pipeline/pipeline")
     assert dep["schedules"][0]["slug"] == "weekly-retrain"
 
