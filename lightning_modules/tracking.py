@@ -6,6 +6,7 @@ is imported, logged or failed. The champion of a (dataset, family) is mirrored i
 registry as the alias `champion` on a version of `imgclf-<dataset>-<family>`."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -20,6 +21,7 @@ KEY_TAG = "imgclf.key"
 KIND_TAG = "imgclf.kind"
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow's UI nests runs
 CHAMPION = "champion"
+URI_TAG = "imgclf.uri"  # a registered version's model folder in the store
 
 
 class TrackingConfig(BaseModel):
@@ -151,7 +153,10 @@ def model_name(dataset: str, family: str) -> str:
 def mirror_champion(t: TrackingConfig, dataset: str, family: str, source: str,
                     run_id: Optional[str] = None) -> Optional[str]:
     """Point the registered model's `champion` alias at the version of `source` (a published
-    model's folder), registering that version first if needed; returns the version."""
+    model's folder in the store), registering that version first if needed; returns it.
+    MLflow refuses a store path as a version's source: the version's source is a small
+    pointer artifact (`champion/<dataset>-<family>/model.json`) of the pipeline's run, and
+    the store URI its tag `imgclf.uri`."""
     if not t.tracking_uri:
         return None
     client = _client(t)
@@ -162,8 +167,17 @@ def mirror_champion(t: TrackingConfig, dataset: str, family: str, source: str,
     except Exception:  # it exists already
         pass
     version = next((v.version for v in client.search_model_versions(f"name = '{name}'")
-                    if v.source == source), None)
+                    if (v.tags or {}).get(URI_TAG) == source), None)
     if version is None:
-        version = client.create_model_version(name, source, run_id=run_id).version
+        run = run_id or t.parent_run_id or run_for(t, f"registry-{name}", f"registry {name}",
+                                                   "registry")
+        folder = f"champion/{dataset}-{family}"
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "model.json").write_text(json.dumps({"uri": source, "dataset": dataset,
+                                                         "family": family}))
+            client.log_artifact(run, str(Path(d, "model.json")), folder)
+        version = client.create_model_version(name, f"runs:/{run}/{folder}", run_id=run,
+                                              tags={URI_TAG: source},
+                                              description=f"published at {source}").version
     client.set_registered_model_alias(name, CHAMPION, version)
     return str(version)

@@ -21,6 +21,7 @@ from lightning_modules.tracking import (
     KEY_TAG,
     KIND_TAG,
     PARENT_TAG,
+    URI_TAG,
     TrackingConfig,
     mirror_champion,
     model_name,
@@ -103,7 +104,7 @@ def test_a_pipeline_run_is_tracked_with_its_trials_trainings_and_evaluations(
     # The champion gate, mirrored: the published model's version carries the alias.
     version = _client(mlflow_server).get_model_version_by_alias(model_name("shapes", "bp"),
                                                                 CHAMPION)
-    assert version.source == f"{run_uri}/shapes/bp"
+    assert version.tags[URI_TAG] == f"{run_uri}/shapes/bp"
     # Triggered again with the same inputs: nothing is trained and no run is added.
     assert pipeline(cfg=cfg) == run_uri
     assert len(_runs(mlflow_server, "pipeline-test")) == len(runs)
@@ -135,13 +136,13 @@ def test_the_cli_rollback_moves_the_champion_alias_back(mlflow_server, tmp_path)
         assert update_champion(store, "digits", "cnn", entry, 0.0)["moved"]
         mirror_champion(t, "digits", "cnn", entry["uri"])
     c = _client(mlflow_server)
-    assert c.get_model_version_by_alias(model_name("digits", "cnn"), CHAMPION).source.endswith(
-        "/runs/r3/digits/cnn")
+    assert c.get_model_version_by_alias(model_name("digits", "cnn"), CHAMPION).tags[
+        URI_TAG].endswith("/runs/r3/digits/cnn")
     out = subprocess.run([str(BIN / "imgclf"), "rollback", "--store", store, "--dataset",
                           "digits", "--family", "cnn", "--tracking-uri", mlflow_server],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["champion"] == "r1"
-    assert c.get_model_version_by_alias(model_name("digits", "cnn"), CHAMPION).source.endswith(
-        "/runs/r1/digits/cnn")
+    assert c.get_model_version_by_alias(model_name("digits", "cnn"), CHAMPION).tags[
+        URI_TAG].endswith("/runs/r1/digits/cnn")
     assert Path(store, "champions", "digits", "cnn.json").exists()
