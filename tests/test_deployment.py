@@ -38,7 +38,9 @@ def prefect_server(tmp_path):
     port = _free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+           # On a port other than 4200 the UI needs to be told where its API is (README).
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
     env.pop("PREFECT_API_URL", None)
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
@@ -125,7 +127,10 @@ def _task_runs_tab_lists_every_task(api: str, run_id: str) -> None:
         console: list[str] = []
         page.on("console", lambda m: console.append(m.text))
         page.goto(f"{api.removesuffix('/api')}/runs/flow-run/{run_id}")
-        page.get_by_role("tab", name="Task Runs").click()
+        try:
+            page.get_by_text("Task Runs", exact=True).first.click(timeout=60_000)
+        finally:
+            page.screenshot(path=str(ROOT / "test-artifacts" / "prefect-ui-flow-run.png"))
         page.get_by_text("branch shapes/bp").first.wait_for(timeout=60_000)
         page.get_by_text("champion gate").first.wait_for(timeout=10_000)
         page.screenshot(path=str(ROOT / "test-artifacts" / "prefect-ui-task-runs.png"))
