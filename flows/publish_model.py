@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.compare import build as build_comparison
@@ -27,6 +27,11 @@ def model_run_id(training_run: str) -> str:
     return rid if len(rid) <= 64 else f"model-{hashlib.sha256(rid.encode()).hexdigest()[:16]}"
 
 
+@task(task_run_name="find the model")
+def find_model(cfg: PublishConfig) -> str:
+    return bundle_uri(cfg)
+
+
 @flow(name="publish-model")
 def publish_model(cfg: PublishConfig = PublishConfig()) -> dict[str, Any]:
     """Publish the latest (or named) trained model of a (dataset, family) so the page shows it:
@@ -37,7 +42,7 @@ def publish_model(cfg: PublishConfig = PublishConfig()) -> dict[str, Any]:
             margin it must beat the champion by.
     """
     t = tracking.from_env(cfg.tracking)
-    bundle = bundle_uri(cfg)
+    bundle = find_model(cfg)
     metrics_uri = evaluate_task(bundle, reuse=True, tracking=t)
     info = read_json(join(bundle, INFO))
     ds, fam = info["dataset"], info["family"]
