@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Optional
 
 from prefect import flow, task
@@ -18,7 +19,6 @@ from lightning_modules.datamodule import PreparedData
 from lightning_modules.errors import UserError
 from lightning_modules.evaluation import size_and_flops, speed, test_metrics
 from lightning_modules.store import (
-    check_store,
     join,
     normalize,
     read_bytes,
@@ -27,6 +27,7 @@ from lightning_modules.store import (
     write_json,
     write_npy,
 )
+from lightning_modules.store_check import check_store
 from lightning_modules.tracking import TrackingConfig
 
 PREDICTIONS = "test_predictions.npy"
@@ -44,22 +45,32 @@ def bundle_uri(cfg: EvalConfig) -> str:
     return latest["uri"]
 
 
-def evaluate_bundle(uri: str) -> dict:
-    """metrics.json, confusion.json/png and the test predictions next to the bundle."""
+def evaluate_bundle(uri: str, light: bool = False) -> dict:
+    """metrics.json, confusion.json/png and the test predictions next to the bundle. light (a
+    study point): one view of each test image (no test-time augmentation, a sixth of the
+    passes), no speed measurement and no plot, into study_metrics.json: the points of a study
+    compare with each other, not with a published model."""
     started = time.monotonic()
     try:
         pred = load_bundle(uri)
     except BundleError as e:
         raise UserError(str(e)) from None
+    pred.tta = pred.tta and not light
     test = PreparedData(pred.info["data_uri"], batch_size=1).split("test")
     scores = test_metrics(pred, test.x, test.y)
-    preds = write_npy(join(uri, PREDICTIONS), scores.pop("predictions").astype("int16"))
+    file = layout.STUDY_PREDICTIONS if light else PREDICTIONS
+    preds = write_npy(join(uri, file), scores.pop("predictions").astype("int16"))
     result = {"dataset": pred.info["dataset"], "family": pred.info["family"],
               "run_name": pred.info["run_name"], "bundle": uri,
               "train_seconds": pred.info.get("train_seconds"),
               "val": {k: v for k, v in pred.info.get("metrics", {}).items()},
-              "predictions": {"file": PREDICTIONS, **preds},
-              **scores, **size_and_flops(pred), **speed(pred)}
+              "predictions": {"file": file, **preds}, "test_time_augmentation": pred.tta,
+              **scores, **size_and_flops(pred)}
+    if light:
+        result["eval_seconds"] = time.monotonic() - started
+        write_json(join(uri, layout.STUDY_METRICS), result)
+        return result
+    result.update(speed(pred))
     title = f"{result['dataset']} {result['family']}: test acc {result[M.TEST_ACC]:.4f}"
     write_json(join(uri, "confusion.json"), {"classes": pred.classes, "matrix": result["confusion"]})
     write_bytes(join(uri, "confusion.png"), confusion_png(result["confusion"], pred.classes, title))
@@ -70,18 +81,21 @@ def evaluate_bundle(uri: str) -> dict:
 
 @task(retries=1, retry_delay_seconds=5, task_run_name="evaluate")
 def evaluate_task(uri: str, reuse: bool = False,
-                  tracking: Optional[TrackingConfig] = None) -> str:
+                  tracking: Optional[TrackingConfig] = None, light: bool = False) -> str:
     """Evaluate one bundle (or, with reuse, keep an earlier evaluation of the same immutable
-    bundle); returns the URI of its metrics.json. Tracked: an MLflow run of its own."""
-    if not (reuse and read_json(join(uri, layout.METRICS)) is not None):
+    bundle); returns the URI of its metrics (light: a study point's, see evaluate_bundle).
+    Tracked: an MLflow run of its own."""
+    out = join(uri, layout.STUDY_METRICS if light else layout.METRICS)
+    if not (reuse and read_json(out) is not None):
         from cluster.config import TrainConfig
         from cluster.launcher import evaluate_where_trained
 
         info = read_json(join(uri, INFO)) or {}
-        evaluate_where_trained(TrainConfig(**info.get("config", {})), evaluate_bundle, uri)
-    if tracking is not None and tracking.tracking_uri:
+        evaluate_where_trained(TrainConfig(**info.get("config", {})),
+                               partial(evaluate_bundle, light=light), uri)
+    if tracking is not None and tracking.tracking_uri and not light:
         track_evaluation(tracking, uri)
-    return join(uri, layout.METRICS)
+    return out
 
 
 TRACKED = (M.TEST_ACC, M.TEST_F1, M.TEST_ECE, "img_per_s", "latency_ms_p50", "eval_seconds")
@@ -118,7 +132,12 @@ def metrics_artifact(metrics_uri: str) -> None:
 
 @flow(name="evaluate")
 def evaluate(cfg: EvalConfig = EvalConfig()) -> str:
-    """Evaluate the latest (or named) bundle of a (dataset, family); returns metrics.json's URI."""
+    """Evaluate the latest (or named) bundle of a (dataset, family); returns metrics.json's URI.
+
+    Args:
+        cfg: which model (dataset, family, optionally its run name), the store, and MLflow
+            tracking.
+    """
     uri = evaluate_task(bundle_uri(cfg), tracking=tracking.from_env(cfg.tracking))
     metrics_artifact(uri)
     return uri

@@ -89,8 +89,7 @@ def submit_all(cfgs: dict[Key, TrainConfig]) -> dict[Key, PrefectFuture]:
             name = f"{c.dataset}/{c.model.family} {key[1]}={key[2]} seed {c.seed}"
             bundle = train_task.with_options(task_run_name=f"study train {name}").submit(c)
             by_config[ident] = evaluate_task.with_options(
-                task_run_name=f"study evaluate {name}").submit(bundle, reuse=True,
-                                                               tracking=c.tracking)
+                task_run_name=f"study evaluate {name}").submit(bundle, reuse=True, light=True)
         out[key] = by_config[ident]
     return out
 
@@ -122,7 +121,12 @@ def write_study(cfg: StudyConfig, results: dict[str, Any], findings: str) -> str
 def study(cfg: StudyConfig = StudyConfig()) -> str:
     """The original study's one-lever-at-a-time sweeps, with plots and findings: of the base,
     or of every dataset × family asked for (all points of all of them submitted at once, and
-    the depth claim tested across families). Returns the study's (or the set's) URI."""
+    the depth claim tested across families). Returns the study's (or the set's) URI.
+
+    Args:
+        cfg: the base training (dataset, family, sizes, scaling), the levers and their
+            grids, the seeds, the datasets and families to study, and the time budget.
+    """
     from cluster.connect import connect
 
     started = time.monotonic()

@@ -32,11 +32,10 @@ def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
     from cluster.launcher import parallel_slots
 
     log = get_run_logger()
-    futures = [evaluate_task.with_options(task_run_name=f"study calibrate {s.base.dataset}/"
-                                          f"{s.base.model.family}").submit(
-        train_task.with_options(task_run_name=f"study calibrate {s.base.dataset}/"
-                                f"{s.base.model.family}").submit(calibration(s).base))
-        for s in subs]
+    names = [f"study calibrate {s.base.dataset}/{s.base.model.family}" for s in subs]
+    futures = [evaluate_task.with_options(task_run_name=name).submit(
+        train_task.with_options(task_run_name=name).submit(calibration(s).base), light=True)
+        for s, name in zip(subs, names)]
     speeds = {}
     for i, (sub, fut) in enumerate(zip(subs, futures)):
         metrics = read_json(fut.result()) or {}

@@ -3,6 +3,7 @@ its own raylet), the store in S3 (moto on loopback) as a real cluster needs, and
 cluster helper behind `imgclf cluster up/down`."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -189,3 +190,26 @@ def test_trainings_of_two_families_overlap_on_two_nodes_with_gpu_shares(two_gpu_
     assert all(spans), spans
     # Each one's steps began before the other's ended: side by side, not one after another.
     assert max(s[0] for s in spans) < min(s[1] for s in spans), spans
+
+
+def test_study_points_of_two_families_overlap_on_three_nodes(three_nodes, s3_bucket, tmp_path,
+                                                             prefect_harness):
+    """`imgclf study` on a cluster: every point is submitted at once and Ray places them, so
+    on three 1-CPU nodes the first three of four points (two per family) train together."""
+    from flows.config import StudyConfig
+    from flows.study import study
+
+    src = idx_subset(shared_dataset("mnist"), tmp_path / "mnist", 1500, 200)
+    prepare(PrepConfig(dataset="mnist", source=str(src), store=s3_bucket))
+    cfg = StudyConfig(base={"dataset": "mnist", "store": s3_bucket, "epochs": 2,
+                            "scaling": {"cpus_per_worker": 1}},
+                      families=["cnn", "dcnn"],
+                      plan={"levers": ["dropout"], "dropout_grid": [0.3], "seeds": 1})
+    study(cfg)
+    fs = s3fs.S3FileSystem()
+    spans = {fam: [tuple(json.loads(fs.cat_file(p))["steps_span"])
+                   for p in fs.glob(f"{s3_bucket}/models/mnist/{fam}/*/bundle.json")]
+             for fam in ("cnn", "dcnn")}
+    assert [len(s) for s in spans.values()] == [2, 2], spans
+    assert any(max(a[0], b[0]) < min(a[1], b[1])
+               for a in spans["cnn"] for b in spans["dcnn"]), spans
