@@ -19,7 +19,8 @@ from flows.serve.upload import FIELD, decode_image, image_bytes
 from lightning_modules import metrics as M
 from lightning_modules.bundle import BundleError
 from lightning_modules.errors import StoreError, UserError
-from lightning_modules.store import check_store, filesystem, is_local, join, normalize, read_json
+from lightning_modules.store import filesystem, is_local, join, normalize, read_json
+from lightning_modules.store_check import check_store
 
 HEADER_TIMEOUT_S = 5.0  # a client must send its request headers within this (server)
 QUEUE = 256             # requests in progress at once; more wait in the listen backlog

@@ -55,7 +55,16 @@ def test_drawing_a_digit_shows_the_classification(live):
         after = page.evaluate("[document.getElementById('top').textContent, "
                               "document.querySelectorAll('#probs .prob').length, "
                               "document.querySelectorAll('#layers .layer').length]")
+        page.goto(f"{live}/runs")  # the report is shown whole, not clipped by its frame
+        page.wait_for_function("(() => { const f = document.querySelector('iframe'); "
+                               "return f.contentDocument && f.contentDocument.readyState === "
+                               "'complete' && f.clientHeight > 0; })()")
+        page.wait_for_timeout(300)
+        frame, report = page.evaluate(
+            "(() => { const f = document.querySelector('iframe'); return [f.clientHeight, "
+            "f.contentDocument.documentElement.scrollHeight]; })()")
         browser.close()
+    assert frame >= report > 100, (frame, report)
     assert error.startswith("Not classified: ") and "not an image" in error, error
     assert after == ["–", 0, 0], after
     assert maps and all(maps)  # each conv layer's feature-map grid rendered

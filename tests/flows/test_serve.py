@@ -44,6 +44,15 @@ def test_predict_agrees_with_the_evaluation_on_real_test_digits(client, publishe
         assert abs(sum(out["probabilities"].values()) - 1) < 1e-3
     kinds = {l["kind"] for l in out["layers"]}
     assert kinds == ({"conv", "dense"} if family == "cnn" else {"dense"})
+    for i, layer in enumerate(out["layers"], 1):  # the title says what the layer is
+        what = "convolution" if layer["kind"] == "conv" else "dense"
+        assert layer["name"].startswith(f"layer {i}: {what} + relu, "), layer["name"]
+        if layer["kind"] == "conv":  # every map shown (≤ 64), as many as the title says
+            c, h, w = layer["shape"]
+            grid = Image.open(io.BytesIO(__import__("base64").b64decode(layer["png"])))
+            cols = min(8, c)
+            assert f"{c} feature maps of {h}×{w}" in layer["name"] and layer["maps"] == c
+            assert grid.size == (cols * (w + 1), -(-c // cols) * (h + 1))
     seen = np.asarray(Image.open(io.BytesIO(__import__("base64").b64decode(out["input"]["png"]))))
     assert seen.shape == (28, 28) and (seen == x[19, 0]).all()  # the input as the net saw it
     assert int(y[19]) in range(10)
@@ -140,7 +149,6 @@ def test_bounded_load_on_loopback(live, published):
 def test_a_tampered_model_is_503_without_the_servers_paths(published, tmp_path):
     import json
     import shutil
-    from pathlib import Path
 
     store = tmp_path / "store"
     shutil.copytree(published[0], store)
@@ -195,3 +203,16 @@ def test_pointers_cut_short_are_rebuilt_not_fatal(published, tmp_path, caplog):
     assert {m["id"] for m in r.json()} == {"mnist/bp@run-s", "mnist/cnn@run-s"}
     assert app.get("/runs/latest").json()["run_id"] == "run-s"
     assert "unreadable" in caplog.text
+
+
+def test_layer_titles_say_how_much_of_a_wide_layer_is_shown():
+    import torch
+
+    from flows.serve.render import describe_layer
+
+    conv = describe_layer(3, "gelu", torch.rand(256, 4, 4))
+    assert conv["name"] == "layer 3: convolution + gelu, 64 of 256 feature maps of 4×4"
+    assert conv["maps"] == 64
+    dense = describe_layer(5, "tanh", torch.rand(1024))
+    assert dense["name"] == "layer 5: dense + tanh, the first 128 of 1024 units"
+    assert len(dense["values"]) == 128
