@@ -3,16 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-import time
-from pathlib import Path
-
-from pydantic import ValidationError
 
 from cluster.config import TrainConfig, TuneConfig
-from flows.cli_options import add_model_options, model_from_args, one_line
+from flows.cli_options import add_model_options, model_from_args
 from flows.config import (
     PROFILE_NAMES,
     EvalConfig,
@@ -22,8 +17,8 @@ from flows.config import (
     RollbackConfig,
     StudyConfig,
 )
-from flows.progress import QUIET_ENV, NoErrorsOnConsole
-from lightning_modules.errors import describe, first_line
+from flows.console import report, setup_logging
+from flows.supervise import CHILD_ENV
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -102,7 +97,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     from flows.profiles import build
 
     cfg = build(args.profile, given_options(PipelineConfig, args))
-    run = pipeline(cfg=cfg, storage_block=args.storage_block)
+    run = pipeline(cfg=cfg, storage_block=args.storage_block or "")
     print(json.dumps({"run": run, "comparison": f"{run}/comparison.html",
                       "manifest": f"{run}/manifest.json"}))
     return 0
@@ -196,42 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(command: str, verbose: bool) -> Path:
-    """The console shows warnings, progress lines and the result (everything with -v); the log
-    file keeps everything at INFO, full tracebacks included. Returns the log file's path."""
-    # Prefect's telemetry hit "database is locked" on its temporary server at every start.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if verbose:
-        os.environ["IMGCLF_VERBOSE"] = "1"
-    else:
-        os.environ[QUIET_ENV] = "1"
-        # Prefect reads its handlers' levels from the environment (every re-setup too).
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    import prefect  # noqa: F401  (its logging config is applied on import; ours goes on top)
-
-    logs = Path(os.environ.get("IMGCLF_LOG_DIR", "~/.cache/imgclf/logs")).expanduser()
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if not root.handlers[:-1]:  # no console handler yet (Prefect normally adds one)
-        console = logging.StreamHandler()
-        console.setLevel(logging.DEBUG if verbose else logging.WARNING)
-        root.addHandler(console)
-    if not verbose:  # a failure gets one line from report(), not the records of every layer
-        for h in root.handlers:
-            if h is not handler:
-                h.addFilter(NoErrorsOnConsole())
-    for name in ("flows", "cluster", "lightning_modules", "imgclf"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore"):  # one line per Prefect API request
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -239,28 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command][1](args)
     except KeyboardInterrupt:
-        print(f"imgclf {args.command}: interrupted", file=sys.stderr)
+        if not os.environ.get(CHILD_ENV):  # the guard has said so already
+            print(f"imgclf {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
         return report(args.command, e, args.verbose, log_path)
 
 
-def report(command: str, e: Exception, verbose: bool, log_path: Path) -> int:
-    """The CLI's one error boundary. Known failures (bad input, the store, the network, Ray
-    start-up): one line, exit 2. Anything else is a bug: one line naming the log file, exit 1.
-    The log file always keeps the traceback; -v also prints it here."""
-    logging.getLogger("flows.cli").info("%s failed", command, exc_info=e)
-    if verbose:
-        import traceback
-
-        traceback.print_exception(e, file=sys.stderr)
-    known = one_line(e) if isinstance(e, ValidationError) else describe(e)
-    if known is not None:
-        print(f"imgclf {command}: error: {known}", file=sys.stderr)
-        return 2
-    print(f"imgclf {command}: error: {type(e).__name__}: {first_line(e)} (traceback in "
-          f"{log_path}; -v shows it here)", file=sys.stderr)
-    return 1
 
 if __name__ == "__main__":  # the child the `imgclf` guard starts (flows/supervise.py)
     from flows.supervise import watch_guard_if_guarded

@@ -45,7 +45,12 @@ def publish_card(uri: str, name: str) -> str:
 
 @flow(name="prepare-data")
 def prepare_data(cfg: PrepConfig = PrepConfig()) -> str:
-    """Turn a raw source into a prepared, content-addressed dataset; returns its URI."""
+    """Turn a raw source into a prepared, content-addressed dataset; returns its URI.
+
+    Args:
+        cfg: the source (kind, path or URL, name), the image size and channels, the
+            validation split, how bad files are handled, and the store.
+    """
     uri = prepare_task(cfg)
     publish_card(uri, cfg.resolved_name())
     return uri

@@ -92,7 +92,9 @@ def stop_tree(pid: int) -> None:
         return
     seen = {p.pid: p for p in _tree(root)}  # before the child dies and orphans its children
     try:
-        root.send_signal(signal.SIGTERM)
+        # SIGINT, not SIGTERM: a Ray driver's native failure handler prints a stack dump for
+        # SIGTERM on the user's console.
+        root.send_signal(signal.SIGINT)
     except psutil.NoSuchProcess:
         pass
     deadline = time.monotonic() + ASK_S

@@ -16,7 +16,8 @@ from lightning_modules.bundle import INFO, write_bundle
 from lightning_modules.datamodule import MissingDatasetError, load_manifest
 from lightning_modules.errors import UserError
 from lightning_modules.nets import parameter_count
-from lightning_modules.store import check_store, join, read_json, write_json
+from lightning_modules.store import join, read_json, write_json
+from lightning_modules.store_check import check_store
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,12 @@ def train_task(cfg: TrainConfig) -> str:
 
 @flow(name="train")
 def train(cfg: TrainConfig = TrainConfig()) -> str:
-    """Ray-distributed Lightning training of one (dataset, family); returns the bundle URI."""
+    """Ray-distributed Lightning training of one (dataset, family); returns the bundle URI.
+
+    Args:
+        cfg: the dataset, the model (family, structure, activation, dropout), the optimiser,
+            epochs, seed, how it maps onto Ray (workers, CPUs, GPUs) and the store.
+    """
     return train_task(tracking.with_env(cfg))
 
 

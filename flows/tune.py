@@ -154,7 +154,12 @@ def tune_task(cfg: TuneConfig) -> TuneOutcome:
 
 @flow(name="tune")
 def tune(cfg: TuneConfig = TuneConfig()) -> str:
-    """ASHA search over the five levers; returns the URI of the best config (best.json)."""
+    """ASHA search over the five levers; returns the URI of the best config (best.json).
+
+    Args:
+        cfg: the base training, the search space (learning rates, batch sizes, activations,
+            structures, dropout) and the search (trials, epochs, ASHA, concurrency).
+    """
     return tune_task(tracking.with_env(cfg)).best_uri
 
 

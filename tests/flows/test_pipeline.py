@@ -57,7 +57,8 @@ def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_pat
         max_train_samples=None, tune_train_samples=None, max_final_epochs=2,
         trial_seconds_guess=8,  # trials of seconds on this tiny data: both fit the budget
         tune={"num_samples": 2, "max_epochs": 1, "max_concurrent": 2},
-        space={"batch_sizes": [32, 64]})
+        space={"batch_sizes": [32, 64]},
+        study=True, study_plan={"levers": ["dropout"], "dropout_grid": [0.0], "seeds": 1})
     state = pipeline(cfg=cfg, return_state=True)
     run = state.result()
     # Fan-out: the four branches ran side by side, not one after another.
@@ -71,6 +72,8 @@ def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_pat
     assert {f"{ds}/{fam}/weights.safetensors" for ds in ("digits", "clothes")
             for fam in ("bp", "cnn")} <= set(manifest["files"])
     assert "broken" in manifest["failed_datasets"]
+    # `--study`: one study over both datasets and families, its figures in the report.
+    assert {"plots/study-digits.png", "plots/study-clothes.png"} <= set(manifest["files"])
     comp = read_json(join(run, "comparison.json"))
     for ds in ("digits", "clothes"):
         for fam in ("bp", "cnn"):
