@@ -18,6 +18,12 @@ from typing import Any, Callable, Optional, TypeVar
 
 import ray
 
+from cluster.ray_compat import (
+    enable_token_auth,
+    gcs_accepts,
+    recorded_head_address,
+    resolve_auto_address,
+)
 from lightning_modules.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -45,10 +51,8 @@ def _resolve(address: str) -> str:
     """`auto` → the host:port it means on this machine (the latest `ray start`)."""
     if address != "auto":
         return address
-    from ray._private.services import canonicalize_bootstrap_address_or_die
-
     try:
-        return canonicalize_bootstrap_address_or_die("auto")
+        return resolve_auto_address()
     except ConnectionError as e:
         raise UserError(f"RAY_ADDRESS=auto: {e}") from None
 
@@ -91,9 +95,7 @@ def _connect(address: Optional[str], verbose: Optional[bool]) -> None:
 def _recorded_head() -> Optional[str]:
     """The cluster that `ray start --head` on this machine recorded, if it is up: what a plain
     ray.init() joins, so a driver or Prefect worker on the head node needs no RAY_ADDRESS."""
-    from ray._private.utils import read_ray_address
-
-    address = read_ray_address()
+    address = recorded_head_address()
     if not address:
         return None
     try:
@@ -116,38 +118,17 @@ def _reachable(address: str, timeout_s: float = 5.0) -> None:
                         f"`ray start --head` running there, and RAY_ADDRESS right?") from None
 
 
-def _gcs_accepts(address: str) -> bool:
-    """Whether the cluster's GCS takes this process's credentials: a GCS client answers in well
-    under a second (ray.init would retry for tens of seconds and then blame the connection)."""
-    from ray._raylet import GcsClient
-    from ray.exceptions import AuthenticationError
-
-    try:
-        GcsClient(address=address)
-    except AuthenticationError:
-        return False
-    return True
-
-
-def _token_mode() -> None:
-    """RAY_AUTH_MODE=token for this process and what it starts, Ray's cached config refreshed
-    (as Ray itself does it; setting the variable alone leaves the driver in 'disabled')."""
-    from ray._private.authentication.authentication_token_setup import _enable_token_auth
-
-    _enable_token_auth()
-
-
 def _authenticate(address: str) -> None:
     """Ray 2.60 turns token auth on for a head started where ~/.ray/auth_token exists, but a
     client given an explicit address does not, and fails with InvalidAuthToken. A head without
     auth, though, cannot run the work of a client in token mode (its Train controller died).
     So: ask the head first; use the token only if it wants one."""
-    if os.environ.get(AUTH_MODE) is None and not _gcs_accepts(address):
+    if os.environ.get(AUTH_MODE) is None and not gcs_accepts(address):
         if not token_available():
             raise UserError(f"the Ray cluster at {address} requires token authentication: "
                             f"{TOKEN_HELP}")
-        _token_mode()
-    if not _gcs_accepts(address):
+        enable_token_auth()
+    if not gcs_accepts(address):
         raise UserError(f"the Ray cluster at {address} refused this machine's credentials "
                         f"(RAY_AUTH_MODE={os.environ.get(AUTH_MODE)}); {TOKEN_HELP}")
 
@@ -176,7 +157,7 @@ def _start_local(quiet: dict) -> None:
     if os.environ.get(AUTH_MODE) is None:
         # Token auth, Ray's own default for a new local cluster, chosen here so that Ray does
         # not warn about it on every run.
-        _token_mode()
+        enable_token_auth()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     os.environ["RAY_API_SERVER_ADDRESS"] = url

@@ -18,6 +18,7 @@ from ray.train.torch import TorchTrainer
 from cluster.config import TrainConfig
 from cluster.connect import cluster_to_join, connect, on_cluster
 from cluster.in_process import fit_here, local_checkpoint
+from cluster.placement import check_cluster, explain_failure, wait_until_placeable
 from cluster.train_worker import (
     CHECKPOINT_FILE,
     FIT_S,
@@ -31,7 +32,7 @@ from lightning_modules.errors import UserError
 from lightning_modules.history import history_from_checkpoint
 from lightning_modules.layout import ray_storage
 from lightning_modules.nets import FAMILIES
-from lightning_modules.store import filesystem, is_local, join, normalize
+from lightning_modules.store import filesystem, is_local, join
 
 log = logging.getLogger(__name__)
 # Read by Ray Train V2 (ray/train/v2/_internal/constants.py), passed on to its controller.
@@ -91,14 +92,6 @@ def parallel_slots(cfg: TrainConfig) -> int:
     return max(1, min(int(have.get(k, 0) // v) for k, v in need.items() if v))
 
 
-def check_cluster(cfg: TrainConfig) -> None:
-    """A multi-node cluster needs a store every node can reach."""
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    if len(alive) > 1 and is_local(cfg.store):
-        raise UserError(f"the Ray cluster has {len(alive)} nodes but the store "
-                        f"{normalize(cfg.store)} is a local path; use shared storage (s3://...)")
-
-
 def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional[list] = None,
                  launched_at: Optional[float] = None) -> TorchTrainer:
     """The TorchTrainer for one run: scaling, storage, checkpoint scoring, fault tolerance."""
@@ -124,23 +117,6 @@ def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional
             # so a run whose resources never appear would hang): it fails with its reason.
             failure_config=FailureConfig(max_failures=cfg.scaling.max_failures,
                                          controller_failure_limit=0)))
-
-
-def explain_failure(err: BaseException, sc: ScalingConfig, timeout_s: float) -> Optional[str]:
-    """One line for a run whose workers could not be placed or started, else None."""
-    from ray.train.v2.api.exceptions import ControllerError
-
-    cause = getattr(err, "controller_failure", None) if isinstance(err, ControllerError) else None
-    if cause is None:
-        return None
-    want = f"{sc.num_workers} worker(s) × {dict(sc.resources_per_worker or {})}"
-    if sc.use_gpu:
-        want += " + 1 GPU each"
-    have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
-    return (f"the training workers did not start within {timeout_s:.0f} s: "
-            f"{want} ({sc.placement_strategy}) could not be placed on the Ray cluster {have} "
-            f"({type(cause).__name__}); use fewer --workers, or a longer --start-timeout-s "
-            f"if the cluster is scaling up")
 
 
 def runs_here(cfg: TrainConfig) -> bool:
@@ -262,21 +238,3 @@ def train_stage(cfg: TrainConfig, fn: Callable[[TrainConfig], T]) -> T:
     if cfg.scaling.workers == 1 and not runs_here(cfg):
         return train_on_cluster(cfg, fn)
     return fn(cfg)
-
-
-def wait_until_placeable(resources: dict[str, float], timeout_s: float) -> None:
-    """A trial whose resources no node has would wait in Tune forever: wait for a node that
-    could host it (an autoscaler may be adding one) for at most timeout_s, then say why."""
-    want = {k: v for k, v in resources.items() if v}
-    deadline = time.monotonic() + timeout_s
-    while True:
-        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-        if any(all(n.get(k, 0) >= v for k, v in want.items()) for n in nodes):
-            return
-        if time.monotonic() >= deadline:
-            have = [{k: n.get(k, 0) for k in want} for n in nodes]
-            raise UserError(f"the training worker did not start within {timeout_s:.0f} s: "
-                            f"{want} fits on no node of the Ray cluster {have}; use fewer "
-                            "--cpus-per-worker, or a longer --start-timeout-s if the cluster "
-                            "is scaling up")
-        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))

@@ -2,7 +2,47 @@
 so an upgrade that moves one breaks here, loudly, not somewhere in a stage."""
 from __future__ import annotations
 
+from typing import Optional
+
+CHECKED_WITH = {"ray": "2.60.0"}  # tests/cluster/test_ray_compat.py fails when one is gone
 SECRET_PREFIXES = ("AWS_",)
+
+
+def resolve_auto_address() -> str:
+    """`RAY_ADDRESS=auto` → the host:port it means on this machine, as ray.init resolves it
+    (raises ConnectionError when no Ray runs here)."""
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    return canonicalize_bootstrap_address_or_die("auto")
+
+
+def recorded_head_address() -> Optional[str]:
+    """The address that `ray start --head` on this machine recorded (what a bare ray.init()
+    joins), or None."""
+    from ray._private.utils import read_ray_address
+
+    return read_ray_address()
+
+
+def gcs_accepts(address: str) -> bool:
+    """Whether the cluster's GCS takes this process's credentials: a GCS client answers in well
+    under a second (ray.init would retry for tens of seconds and then blame the connection)."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        return False
+    return True
+
+
+def enable_token_auth() -> None:
+    """RAY_AUTH_MODE=token for this process and what it starts, Ray's cached config refreshed
+    (as Ray itself does it; setting the variable alone leaves the driver in 'disabled')."""
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()
 
 
 def keep_secrets_out_of_runtime_envs() -> None:

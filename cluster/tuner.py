@@ -6,16 +6,14 @@ It runs the trials and hands back their rows; naming, caching and best.json are 
 stage's (flows/tune.py)."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
@@ -24,30 +22,14 @@ from cluster.config import SearchSpace, TrainConfig, TuneConfig, apply_levers
 from cluster.connect import connect, tune_verbosity
 from cluster.launcher import make_trainer, run_resources, storage
 from cluster.ray_compat import keep_secrets_out_of_runtime_envs
-from cluster.train_worker import IMG_PER_S, STARTUP_S, train_in_trial
+from cluster.train_worker import train_in_trial
+from cluster.trials import TrialLog, TrialRow, finished_points, unrecorded_rows
 from lightning_modules import metrics as M
 from lightning_modules.errors import UserError
 from lightning_modules.layout import cache_key
 from lightning_modules.nets import FAMILIES
-from lightning_modules.store import filesystem, join, write_json
 
 log = logging.getLogger(__name__)
-
-
-class TrialRow(BaseModel):
-    """One trial as the tune stage records it (trials.json); scores under their metric names."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    trial_id: Optional[str] = None
-    params: dict[str, Any]
-    best_score: Optional[float] = Field(None, alias=M.SCORE, description="best over epochs")
-    epochs: int = 0
-    seconds: Optional[float] = None
-    img_per_s: Optional[float] = Field(None, description="steady-state training speed")
-    startup_s: Optional[float] = Field(None, description="trial start to its first batch")
-    stopped_early: bool = False
-    error: Optional[str] = None
 
 
 def structures(space: SearchSpace, family: str) -> list[str]:
@@ -141,49 +123,6 @@ def direct_trial(config: dict[str, Any]) -> None:
                     "threads": cfg.scaling.cpus_per_worker or 1, "launched_at": time.time()})
 
 
-def trial_row(trial: Any, max_epochs: int) -> TrialRow:
-    """A finished trial as a row: its best score over epochs, its last epoch's speeds."""
-    last = trial.last_result or {}
-    best = trial.metric_analysis.get(M.SCORE, {}).get("max")
-    epochs = int(last.get("training_iteration") or 0)
-    return TrialRow(trial_id=trial.trial_id, params=trial.config["point"]["params"],
-                    best_score=best, epochs=epochs, seconds=last.get("time_total_s"),
-                    img_per_s=last.get(IMG_PER_S), startup_s=last.get(STARTUP_S),
-                    stopped_early=epochs < max_epochs)
-
-
-def record_uri(log_uri: str, index: int, trial_id: str) -> str:
-    return join(log_uri, "trials", f"p{index:03d}-{trial_id}.json")
-
-
-class TrialLog(tune.Callback):
-    """One JSON file per finished trial under `<tune uri>/trials/`, named by its point: the
-    search's progress, and what a resumed search skips."""
-
-    def __init__(self, uri: str, max_epochs: int) -> None:
-        self.uri, self.max_epochs = uri, max_epochs
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        row = trial_row(trial, self.max_epochs)
-        write_json(record_uri(self.uri, trial.config["point"]["index"], trial.trial_id),
-                   {"index": trial.config["point"]["index"], "finished_at": time.time(),
-                    **row.model_dump(mode="json", by_alias=True)})
-
-
-def finished_points(log_uri: str) -> dict[int, TrialRow]:
-    """The points whose trials finished in an earlier attempt, from their JSON records (a
-    record that does not parse is ignored: that point runs again)."""
-    fs, root = filesystem(join(log_uri, "trials"))
-    done: dict[int, TrialRow] = {}
-    for path in sorted(fs.glob(f"{root}/p*.json")) if fs.exists(root) else []:
-        try:
-            rec = json.loads(fs.cat_file(path))
-            done[int(rec["index"])] = TrialRow(**rec)
-        except (ValueError, KeyError, TypeError, ValidationError):
-            log.warning("ignoring the unreadable trial record %s", path)
-    return done
-
-
 def _check_capacity(cfg: TuneConfig) -> TrainConfig:
     """Per-worker CPUs so max_concurrent trials fit; refuse a budget the cluster can never place."""
     total = int(ray.cluster_resources().get("CPU", 0))
@@ -196,22 +135,6 @@ def _check_capacity(cfg: TuneConfig) -> TrainConfig:
     base = cfg.base.model_copy(deep=True)
     base.scaling.cpus_per_worker = cpus
     return base
-
-
-def _unrecorded_rows(results: tune.ResultGrid, max_epochs: int) -> dict[int, TrialRow]:
-    """Rows of this attempt's trials that left no record (errors, a time budget's stops)."""
-    rows = {}
-    for r in results:
-        df = r.metrics_dataframe
-        best = float(df[M.SCORE].max()) if df is not None and M.SCORE in df else None
-        epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
-        last = r.metrics or {}
-        rows[r.config["point"]["index"]] = TrialRow(
-            trial_id=last.get("trial_id"), params=r.config["point"]["params"], best_score=best,
-            epochs=epochs, seconds=last.get("time_total_s"), img_per_s=last.get(IMG_PER_S),
-            startup_s=last.get(STARTUP_S), stopped_early=r.error is None and epochs < max_epochs,
-            error=str(r.error).strip().splitlines()[-1][:300] if r.error else None)
-    return rows
 
 
 def run_trials(cfg: TuneConfig, name: str, data_uri: str, log_uri: str
@@ -248,7 +171,7 @@ def _run(cfg: TuneConfig, attempt: str, data_uri: str, log_uri: str,
                            name=attempt, storage_path=path, storage_filesystem=fs,
                            callbacks=[TrialLog(log_uri, cfg.tune.max_epochs)],
                            verbose=tune_verbosity()))
-    return _unrecorded_rows(tuner.fit(), cfg.tune.max_epochs)
+    return unrecorded_rows(tuner.fit(), cfg.tune.max_epochs)
 
 
 def _trainable(base: TrainConfig) -> Any:

@@ -127,6 +127,14 @@ def plots(comp: dict) -> dict[str, bytes]:
     return out
 
 
+def paired_lines(comp: dict) -> list[str]:
+    """McNemar's test between the top two families of each dataset, one line each."""
+    return [f"{ds}: " + ("fewer than two models" if t is None else
+            f"{t['a']} vs {t['b']}: only {t['a']} right on {t['only_a_right']}, only "
+            f"{t['b']} right on {t['only_b_right']}, p = {t['p_value']:.3g} ({t['test']})")
+            for ds, t in comp["paired_tests"].items()]
+
+
 def markdown(comp: dict, images: dict[str, str]) -> str:
     """The report; `images` maps plot names to what an <img> should point at."""
     rows = table_rows(comp)
@@ -136,18 +144,15 @@ def markdown(comp: dict, images: dict[str, str]) -> str:
     lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(r.values()) + " |" for r in rows]
     lines += ["", "## Paired tests (top two per dataset, same test images)", ""]
-    for ds, t in comp["paired_tests"].items():
-        lines.append(f"- {ds}: " + ("fewer than two models" if t is None else
-                     f"{t['a']} vs {t['b']}: only {t['a']} right on {t['only_a_right']}, only "
-                     f"{t['b']} right on {t['only_b_right']}, p = {t['p_value']:.3g} ({t['test']})"))
+    lines += [f"- {line}" for line in paired_lines(comp)]
     lines += ["", "## Plots", ""] + [f"![{n}]({ref})" for n, ref in images.items()]
     return "\n".join(lines) + "\n"
 
 
-def html(md_text: str, pngs: dict[str, bytes], comp: dict) -> str:
+def html(pngs: dict[str, bytes], comp: dict) -> str:
     """A self-contained page (plots inlined as data URIs): the table, notes and the plots."""
     rows = table_rows(comp)
-    notes = [line[2:] for line in md_text.splitlines() if line.startswith("- ") and ": " in line]
+    notes = list(comp["notes"]) + paired_lines(comp)
     images = {n: base64.b64encode(b).decode() for n, b in pngs.items()}
     return _TEMPLATES.get_template("comparison.html").render(
         run_id=comp["run_id"], heads=list(rows[0]) if rows else [], rows=rows, notes=notes,
@@ -162,7 +167,7 @@ def write_comparison(run: str, comp: dict, study_pngs: dict[str, bytes]) -> tupl
     md_text = markdown(comp, {n: f"plots/{n}" for n in pngs})
     files["comparison.md"] = write_bytes(join(run, "comparison.md"), md_text.encode())
     files["comparison.html"] = write_bytes(join(run, "comparison.html"),
-                                           html(md_text, pngs, comp).encode())
+                                           html(pngs, comp).encode())
     slim = {**comp, "cells": {ds: {f: Cell.model_validate(c).dump(history=False)
                                    for f, c in fams.items()} for ds, fams in comp["cells"].items()}}
     files["comparison.json"] = write_json(join(run, "comparison.json"), slim)

@@ -36,7 +36,9 @@ class PrepConfig(BaseModel):
     name: Optional[Name] = Field(
         None, description="name used in the store and reports (default: kind or folder name)")
     store: StoreUrl = Field(DEFAULT_STORE, description="where prepared data goes (path or s3://)")
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of train held out")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of train held out "
+                                "for validation: what checkpoints, tuning and champions are "
+                                "chosen on (never the test split)")
     test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="test share for an image folder with no test/ tree")
     seed: int = Field(0, description="seed of the stratified splits")

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from lightning_modules.nets import ACTIVATIONS, FAMILIES
 from lightning_modules.store import url_problem
+from lightning_modules.torch_compat import cpu_has_native_bf16
 
 # The choices come from the registry (lightning_modules/nets.py): a new family is added there.
 Family = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
@@ -103,7 +104,7 @@ def native_bf16(device: str) -> bool:
     """Whether the device computes bf16 natively (else autocast only adds conversions)."""
     if device == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return cpu_has_native_bf16()
 
 
 class ComputeConfig(BaseModel):

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules import layout
+from lightning_modules.errors import DataError
 from lightning_modules.store import join, read_json, read_npy
 
 
@@ -153,7 +154,10 @@ class PreparedData(pl.LightningDataModule):
         return self._loader("train", True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val" if self.manifest["splits"]["val"]["count"] else "test", False)
+        if not self.manifest["splits"]["val"]["count"]:  # never select on the test split
+            raise DataError(f"{self.uri}: this prepared dataset has no validation split; "
+                            "prepare it again with --val-fraction above 0")
+        return self._loader("val", False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False)

@@ -20,7 +20,6 @@ from flows.prep.sources import fetch_canonical
 from lightning_modules import layout
 from lightning_modules.errors import DataError
 from lightning_modules.store import (
-    check_store,
     filesystem,
     join,
     move_tree,
@@ -33,6 +32,7 @@ from lightning_modules.store import (
     write_json,
     write_npy,
 )
+from lightning_modules.store_check import check_store
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -57,13 +57,15 @@ def dataset_key(fingerprint: str, cfg: PrepConfig) -> str:
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held-out) indices, the same share of every class held out, in original order."""
+    """(kept, held-out) indices, the same share of every class held out (at least one image of
+    each class that has two), in original order."""
     rng = np.random.default_rng(seed)
     held = []
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
         rng.shuffle(members)
-        held.append(members[:int(round(len(members) * fraction))])
+        n = int(round(len(members) * fraction))
+        held.append(members[:max(n, 1 if fraction > 0 and len(members) > 1 else 0)])
     held_idx = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
     return np.setdiff1d(np.arange(len(y)), held_idx), held_idx
 

@@ -32,12 +32,14 @@ def test_every_format_and_mode_converts(tmp_path, fmt, mode):
 
 def test_shape_is_inferred_and_single_tree_is_split(tmp_path):
     root = write_tree(tmp_path / "photos", classes=3, per_class=10, split=False, size=(24, 24))
-    res = _prep(root, tmp_path / "s", test_fraction=0.2, val_fraction=0.0, workers=1)
+    res = _prep(root, tmp_path / "s", test_fraction=0.2, val_fraction=0.01, workers=1)
     m = res.manifest
     assert m["name"] == "photos" and m["shape"] == [1, 24, 24]
     assert m["classes"] == ["class0", "class1", "class2"]
     assert m["splits"]["test"]["per_class"] == [2, 2, 2]
-    assert m["splits"]["train"]["per_class"] == [8, 8, 8]
+    # A validation image per class however small the share: selection never falls to test.
+    assert m["splits"]["val"]["per_class"] == [1, 1, 1]
+    assert m["splits"]["train"]["per_class"] == [7, 7, 7]
     x, y = np.load(f"{res.uri}/train_x.npy"), np.load(f"{res.uri}/train_y.npy")
     assert all(int(x[i].mean()) == 40 * y[i] + 10 for i in range(len(y)))  # labels follow pixels
 

@@ -155,14 +155,14 @@ def test_runs_side_by_side_probe_one_store_without_tripping_each_other(s3_bucket
     remove another's probe file first. Threads here, against moto's S3 on loopback."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lightning_modules import store
+    from lightning_modules import store, store_check
 
     def probe_a_few(_: int) -> int:
         for _ in range(4):
-            store._probe(f"{s3_bucket}/shared")
+            store_check._probe(f"{s3_bucket}/shared")
         return 1
     with ThreadPoolExecutor(8) as pool:
         assert sum(pool.map(probe_a_few, range(8))) == 8
     fs, path = store.filesystem(f"{s3_bucket}/shared")
     fs.invalidate_cache()
-    assert not fs.glob(store.join(path, store.PROBE + "*"))  # every probe gone in the end
+    assert not fs.glob(store.join(path, store_check.PROBE + "*"))  # every probe gone in the end
