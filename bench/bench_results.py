@@ -11,14 +11,15 @@ from typing import Any
 
 import torch
 
+from lightning_modules.torch_compat import cpu_has_native_bf16
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()
-                                or torch.cpu._is_amx_tile_supported()),
+            "bf16_native": cpu_has_native_bf16(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(), "torch": torch.__version__}
 

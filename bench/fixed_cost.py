@@ -23,7 +23,7 @@ SHARED = ROOT.parent / "shared" / "datasets"
 BIN = Path(sys.executable).parent
 # Only what the epoch needs: torch, numpy, the net's definition, the prepared arrays.
 BARE = """
-import json, os, sys; sys.path.insert(0, {root!r})
+import json, os, sys
 import numpy as np, torch
 from lightning_modules.config import ModelConfig
 from lightning_modules.nets import build_net

@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.testing.utilities import prefect_test_harness
 
-from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
-
-from bench.fixtures import idx_subset  # noqa: E402
-from flows.config import PipelineConfig  # noqa: E402
-from flows.pipeline import pipeline  # noqa: E402
-from flows.profiles import offline_dir  # noqa: E402
+from fixtures import idx_subset
+from flows.config import PipelineConfig
+from flows.pipeline import pipeline
+from flows.profiles import offline_dir
 
 
 def main() -> None:

@@ -8,15 +8,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flows.config import PrepConfig  # noqa: E402
-from flows.prep.build import prepare  # noqa: E402
+from flows.config import PrepConfig
+from flows.prep.build import prepare
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CASES = {

@@ -29,17 +29,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.fixtures import idx_subset, png, random_bundle  # noqa: E402
-from flows.compare import build  # noqa: E402
-from flows.config import PrepConfig  # noqa: E402
-from flows.evaluate import evaluate_task  # noqa: E402
-from flows.prep.build import prepare  # noqa: E402
-from flows.publish import champions_task, publish_task  # noqa: E402
-from lightning_modules.layout import run_uri  # noqa: E402
-from lightning_modules.nets import FAMILIES  # noqa: E402
-from lightning_modules.store import join, read_npy  # noqa: E402
+from fixtures import idx_subset, png, random_bundle
+from flows.compare import build
+from flows.config import PrepConfig
+from flows.evaluate import evaluate_task
+from flows.prep.build import prepare
+from flows.publish import champions_task, publish_task
+from lightning_modules.layout import run_uri
+from lightning_modules.nets import FAMILIES
+from lightning_modules.store import join, read_npy
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
 HEADER_TIMEOUT_S = 3.0

@@ -18,19 +18,17 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench_results import matmul_peak  # noqa: E402
-from cluster.config import TrainConfig  # noqa: E402
-from cluster.train_worker import IMG_PER_S, STARTUP_S  # noqa: E402
-from flows.config import PrepConfig  # noqa: E402
-from flows.prep.build import prepare  # noqa: E402
-from cluster.launcher import train_on_cluster  # noqa: E402
-from flows.train import train_model  # noqa: E402
-from lightning_modules.bundle import load_bundle  # noqa: E402
-from lightning_modules.datamodule import PreparedData, standardize  # noqa: E402
-from lightning_modules.evaluation import size_and_flops  # noqa: E402
-from lightning_modules.nets import build_net  # noqa: E402
+from bench_results import matmul_peak
+from cluster.config import TrainConfig
+from cluster.train_worker import IMG_PER_S, STARTUP_S
+from flows.config import PrepConfig
+from flows.prep.build import prepare
+from cluster.launcher import train_on_cluster
+from flows.train import train_model
+from lightning_modules.bundle import load_bundle
+from lightning_modules.datamodule import PreparedData, standardize
+from lightning_modules.evaluation import size_and_flops
+from lightning_modules.nets import build_net
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

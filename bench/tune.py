@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from cluster.config import (
-    TuneConfig,  # noqa: E402
-    apply_levers,  # noqa: E402
+    TuneConfig,
+    apply_levers,
 )
-from flows.config import PrepConfig  # noqa: E402
-from flows.prep.build import prepare  # noqa: E402
-from flows.train import train_model as train  # noqa: E402
-from flows.tune import tune_model as run_tune  # noqa: E402
+from flows.config import PrepConfig
+from flows.prep.build import prepare
+from flows.train import train_model as train
+from flows.tune import tune_model as run_tune
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
