@@ -1,5 +1,5 @@
 """Where the benchmarks write: bench/results/<name>.json, each with the machine and versions it
-ran on (the README and docs/benchmarks.md quote these files)."""
+ran on (bench/README.md quotes these files)."""
 from __future__ import annotations
 
 import json

@@ -13,14 +13,18 @@ def test_checked_version_is_the_installed_one():
     assert ray.__version__ == ray_compat.CHECKED_WITH["ray"]
 
 
-def test_auto_resolution_with_no_ray_started_here_is_a_connection_error(monkeypatch):
+def test_auto_resolution_answers_an_address_or_a_connection_error(monkeypatch):
+    """`auto` means the Ray running on this machine: its host:port, or ConnectionError when
+    none runs (which one depends on what else runs here)."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     recorded = ray_compat.recorded_head_address()
     assert recorded is None or isinstance(recorded, str)
-    if recorded:
-        pytest.skip(f"a `ray start` head is recorded on this machine ({recorded})")
-    with pytest.raises(ConnectionError):
-        ray_compat.resolve_auto_address()
+    try:
+        address = ray_compat.resolve_auto_address()
+    except ConnectionError:
+        return
+    host, _, port = address.rpartition(":")
+    assert host and port.isdigit(), address
 
 
 def test_token_auth_switch_and_the_tune_env_list_exist():

@@ -11,6 +11,8 @@ import pytest
 from flows.cli import COMMANDS
 from tests.datagen import write_idx_set
 
+pytestmark = pytest.mark.slow  # the `imgclf` command run as users run it (a process each)
+
 
 def _run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,

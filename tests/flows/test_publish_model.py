@@ -67,6 +67,7 @@ def test_publish_refuses_a_bundle_whose_weights_were_altered(tiny_dataset):
     assert not Path(store, "runs").exists()
 
 
+@pytest.mark.slow  # the `imgclf` command, as users run it
 def test_publishing_nothing_trained_is_one_line(tmp_path):
     out = subprocess.run([str(BIN / "imgclf"), "publish", "--store", str(tmp_path), "--model",
                           "cnn"], capture_output=True, text=True, timeout=120)

@@ -125,6 +125,7 @@ def test_runs_pages_read_the_store(client):
     assert "test/acc" in client.get("/models/mnist/cnn/metrics").json()
 
 
+@pytest.mark.slow  # a live server on loopback
 def test_bounded_load_on_loopback(live, published):
     """200 requests, 8 at once, over real HTTP: all succeed; p50/p99 printed for the record."""
     import httpx
@@ -168,6 +169,7 @@ def test_a_tampered_model_is_503_without_the_servers_paths(published, tmp_path):
     assert str(tmp_path) not in r.text, r.text
 
 
+@pytest.mark.slow  # the `imgclf serve` command, as users run it
 @pytest.mark.parametrize("kind,says", [("file", "a file, not a folder or a bucket"),
                                        ("missing", "no such folder")])
 def test_serve_refuses_a_store_that_is_not_a_folder(tmp_path, kind, says):

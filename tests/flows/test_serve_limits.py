@@ -20,6 +20,8 @@ from lightning_modules.store import join, read_npy
 from tests.conftest import stop_process_tree
 from tests.flows.conftest import png, start_server
 
+pytestmark = pytest.mark.slow  # a live Granian server on loopback
+
 HEADER_TIMEOUT_S = 2.0
 
 

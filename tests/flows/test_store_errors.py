@@ -16,6 +16,8 @@ from tests.conftest import BIN, _free_port
 from tests.datagen import write_idx_set
 from tests.s3proxy import FlakyS3
 
+pytestmark = pytest.mark.slow  # the `imgclf` command against real endpoints (a process each)
+
 
 def imgclf(*args: str, cwd=None, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "imgclf"), *args], capture_output=True, text=True,
