@@ -34,10 +34,6 @@ class Ratio(Metric):
         return self.num / self.den
 
 
-# Attribute values nn.Module.__setattr__ would store plainly anyway.
-_PLAIN = (str, bool, int, float, type(None))
-
-
 class Classifier(pl.LightningModule):
     """Wraps a plain network; `hparams` carry the whole config into every checkpoint."""
 
@@ -53,18 +49,6 @@ class Classifier(pl.LightningModule):
         # ModuleDict keys may not shadow nn.Module attributes such as `train`.
         self.acc = nn.ModuleDict({f"{s}_": Ratio() for s in ("train", "val", "test")})
         self.mean_loss = nn.ModuleDict({f"{s}_": Ratio() for s in ("train", "val", "test")})
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets bookkeeping attributes (`_current_fx_name`, ...) on the module around
-        # each of its ~20 hooks a step; nn.Module's __setattr__ checks every one against
-        # parameters, buffers and submodules. A plain value under a name that is none of those
-        # is stored as nn.Module would store it, without the checks.
-        d = self.__dict__
-        if (type(value) in _PLAIN and name not in d.get("_parameters", ())
-                and name not in d.get("_buffers", ()) and name not in d.get("_modules", ())):
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:

@@ -47,21 +47,3 @@ def test_optimisers_and_schedules_reduce_the_loss(tiny_dataset, optimizer, sched
     trainer, _, _ = _fit(tiny_dataset[1], optim, epochs=3)
     # generated data is random noise: the training loss must still fall below log(10)
     assert float(trainer.callback_metrics[M.TRAIN_LOSS]) < 2.3
-
-
-def test_attribute_assignment_keeps_module_semantics():
-    """The fast path for Lightning's bookkeeping attributes leaves nn.Module's rules intact."""
-    module = Classifier(build_net(ModelConfig(family="bp", preset="small"), (1, 8, 8), 10), 10,
-                        OptimConfig().model_dump())
-    module._current_fx_name = "training_step"  # plain value: stored as an attribute
-    assert module._current_fx_name == "training_step" and "_current_fx_name" not in dict(
-        module.named_parameters())
-    module.register_buffer("scale", torch.ones(2))
-    module.scale = None  # a buffer set to None stays a registered (empty) buffer
-    assert "scale" in module._buffers and module._buffers["scale"] is None
-    module.extra = torch.nn.Parameter(torch.zeros(3))
-    assert "extra" in dict(module.named_parameters())
-    with pytest.raises(TypeError):
-        module.extra = 1.0  # nn.Module refuses a plain value over a parameter
-    with pytest.raises(TypeError):
-        module.net = 3  # ... and over a submodule
