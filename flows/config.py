@@ -110,8 +110,9 @@ class StudyPlan(BaseModel):
 
     levers: list[Lever] = Field(list(LEVERS), min_length=1, description="levers to sweep")
     seeds: int = Field(3, gt=0, le=20, description="seeds per grid point")
-    lr_grid: list[float] = Field([1e-4, 3e-4, 1e-3, 3e-3, 1e-2], min_length=1,
-                                 description="learning rates")
+    lr_grid: Optional[list[float]] = Field(
+        None, min_length=1, description="learning rates (default: the base's × 0.1, 0.3, 1, 3, "
+        "10: each family around its own recipe)")
     batch_size_grid: list[int] = Field([32, 64, 128, 256], min_length=1, description="batch sizes")
     activation_grid: list[Activation] = Field(["relu", "leaky_relu", "elu", "tanh", "sigmoid"],
                                               min_length=1, description="activations")

@@ -53,19 +53,28 @@ def confusion_png(cm: list[list[int]], classes: list[str], title: str) -> bytes:
     return _png(fig)
 
 
+def _lever_axis(ax, points: list[dict], base: float | None, fontsize: int) -> None:
+    """Test accuracy (mean ± std over seeds) against a lever's values; the base's mean (the
+    recipe every value departs from) as a dashed line."""
+    ax.errorbar(range(len(points)), [p["mean"] for p in points],
+                yerr=[p["std"] for p in points], marker="o", capsize=3)
+    ax.set_xticks(range(len(points)), [f"{p['value']:.3g}" if isinstance(p["value"], float)
+                                       else str(p["value"]) for p in points],
+                  rotation=30, ha="right", fontsize=fontsize)
+    if base is not None:
+        ax.axhline(base, color="grey", linestyle="--", linewidth=0.8, label="base")
+    ax.grid(alpha=0.3)
+
+
 @one_at_a_time
-def lever_panels(results: dict[str, list], title: str) -> bytes:
+def lever_panels(results: dict[str, list], title: str, base: float | None = None) -> bytes:
     """One panel per lever: test accuracy (mean ± std over seeds) against the lever's values."""
-    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.2), squeeze=False,
+                             layout="constrained")
     for ax, (lever, points) in zip(axes[0], results.items()):
-        labels = [str(p["value"]) for p in points]
-        means = [p["mean"] for p in points]
-        stds = [p["std"] for p in points]
-        ax.errorbar(range(len(points)), means, yerr=stds, marker="o", capsize=4)
-        ax.set_xticks(range(len(points)), labels, rotation=30, fontsize=8)
+        _lever_axis(ax, points, base, 8)
         ax.set_title(lever, fontsize=10)
         ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     return _png(fig)
 
@@ -108,22 +117,25 @@ def scatter_png(points: list[tuple[str, float, float]], xlabel: str, title: str,
 
 
 @one_at_a_time
-def dataset_panels(by_family: dict[str, dict[str, list]], title: str) -> bytes:
+def dataset_panels(by_family: dict[str, dict[str, list]], title: str,
+                   bases: dict[str, float] | None = None) -> bytes:
+    return _png(dataset_figure(by_family, title, bases))
+
+
+def dataset_figure(by_family: dict[str, dict[str, list]], title: str,
+                   bases: dict[str, float] | None = None):
     """One figure per dataset: a row per lever, a column per family, each panel its test
-    accuracy (mean ± std over seeds) against the lever's values."""
+    accuracy (mean ± std over seeds) against the lever's values, the family's base dashed.
+    Constrained layout: titles and tick labels never overlap."""
     families = list(by_family)
     levers = list(dict.fromkeys(lv for r in by_family.values() for lv in r))
-    fig, axes = plt.subplots(len(levers), len(families), squeeze=False,
-                             figsize=(3.2 * len(families), 2.4 * len(levers)))
+    fig, axes = plt.subplots(len(levers), len(families), squeeze=False, layout="constrained",
+                             figsize=(3.2 * len(families), 2.6 * len(levers)))
     for row, lever in enumerate(levers):
         for col, fam in enumerate(families):
-            ax, points = axes[row][col], by_family[fam].get(lever, [])
-            ax.errorbar(range(len(points)), [p["mean"] for p in points],
-                        yerr=[p["std"] for p in points], marker="o", capsize=3)
-            ax.set_xticks(range(len(points)), [str(p["value"]) for p in points], rotation=30,
-                          fontsize=7)
+            ax = axes[row][col]
+            _lever_axis(ax, by_family[fam].get(lever, []), (bases or {}).get(fam), 7)
             ax.set_title(f"{fam}: {lever}", fontsize=9)
-            ax.grid(alpha=0.3)
         axes[row][0].set_ylabel("test accuracy", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return fig

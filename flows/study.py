@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from typing import Any
+from typing import Any, Optional
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -33,11 +33,17 @@ from lightning_modules.nets import FAMILIES
 from lightning_modules.store import join, read_json, write_bytes, write_json
 
 BASE = "base"  # the base config's own point, trained with every seed, in every study
+# Learning rates are swept around each family's own (SGD at 0.375 and Adam at 0.002 share no
+# useful absolute grid); factor 1 is the base's own point.
+LR_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def grid(cfg: StudyConfig, lever: str) -> list[Any]:
     if lever == "structure":
         return cfg.plan.structure_grid or FAMILIES[cfg.base.model.family].cpu_presets()
+    if lever == "lr" and cfg.plan.lr_grid is None:
+        lr = cfg.base.optim.lr
+        return [lr if f == 1 else float(f"{lr * f:.4g}") for f in LR_FACTORS]
     return list(getattr(cfg.plan, f"{lever}_grid"))
 
 
@@ -78,12 +84,15 @@ def points(cfg: StudyConfig, i: int = 0) -> dict[Key, TrainConfig]:
     return out
 
 
-def submit_all(cfgs: dict[Key, TrainConfig]) -> dict[Key, PrefectFuture]:
+def submit_all(cfgs: dict[Key, TrainConfig], point_s: Optional[dict[int, float]] = None
+               ) -> dict[Key, PrefectFuture]:
     """A training and an evaluation per distinct config (the base's value of a lever is the
-    base's point: trained once), all submitted now."""
+    base's point: trained once), all submitted now, the studies with the longest planned
+    points first (point_s by study index) so that no long point starts last."""
     by_config: dict[str, PrefectFuture] = {}
     out = {}
-    for key, c in cfgs.items():
+    ordered = sorted(cfgs.items(), key=lambda kv: -(point_s or {}).get(kv[0][0], 0.0))
+    for key, c in ordered:
         ident = layout.cache_key(c)
         if ident not in by_config:
             name = f"{c.dataset}/{c.model.family} {key[1]}={key[2]} seed {c.seed}"
@@ -110,7 +119,7 @@ def write_study(cfg: StudyConfig, results: dict[str, Any], findings: str) -> str
     title = f"{cfg.base.dataset} / {cfg.base.model.family}: one lever at a time " \
             f"({cfg.plan.seeds} seed(s), {cfg.base.epochs} epoch(s))"
     levers = {k: v for k, v in results.items() if k != BASE}
-    write_bytes(join(uri, "study.png"), lever_panels(levers, title))
+    write_bytes(join(uri, "study.png"), lever_panels(levers, title, results[BASE]["mean"]))
     write_bytes(join(uri, "findings.md"), findings.encode())
     write_json(join(uri, "study.json"), {"config": cfg.model_dump(mode="json"),
                                          "results": results})
@@ -133,12 +142,13 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
     connect(cfg.base.scaling.ray_address)  # here, not in a task's thread (Ray's signal handlers)
     cfg, tracked = with_study_run(cfg)
     subs = expand(cfg)
-    notes = [""] * len(subs)
+    notes, budget, account = [""] * len(subs), None, ""
     if cfg.budget_s is not None:
-        subs, notes = fit_to_budget(subs, cfg.budget_s, started, {
+        budget = fit_to_budget(subs, cfg.budget_s, started, {
             i: distinct_points(points(sub, i)) for i, sub in enumerate(subs)})
+        subs, notes = budget.subs, budget.notes
     cfgs = {k: v for i, sub in enumerate(subs) for k, v in points(sub, i).items()}
-    futures = submit_all(cfgs)
+    futures = submit_all(cfgs, budget.point_s if budget else None)
     distinct = list({id(f): f for f in futures.values()}.values())
     step(get_run_logger(), "study: %d trainings submitted (%d study(ies))", len(distinct),
          len(subs))
@@ -147,6 +157,10 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
             step(get_run_logger(), "study: %d of %d points trained and evaluated", n,
                  len(distinct))
     scores = {key: point_scores(f.result()) for key, f in futures.items()}
+    if budget is not None:
+        account = budget_account(cfg.budget_s, budget.planned_s, time.monotonic() - started)
+        step(get_run_logger(), "study: %s", account)
+        notes = [f"{n}. {account}" for n in notes]
     uris, studied = [], {}
     for i, sub in enumerate(subs):
         results = study_results(sub, i, scores)
@@ -159,9 +173,15 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
                                  f"{sub.base.dataset}/{sub.base.model.family}")
         uris.append(write_study(sub, results, findings))
         studied[(sub.base.dataset, sub.base.model.family)] = results
-    uri = uris[0] if len(subs) == 1 else write_set(cfg, studied)
+    uri = uris[0] if len(subs) == 1 else write_set(cfg, studied, account)
     log_findings(cfg, tracked, uri)
     return uri
+
+
+def budget_account(budget_s: float, planned_s: float, taken_s: float) -> str:
+    """The budget against the plan and what the study took, as the findings report it."""
+    return (f"the whole study took {taken_s:,.0f} s of its {budget_s:,.0f} s budget "
+            f"(planned {planned_s:,.0f} s)")
 
 
 def study_results(cfg: StudyConfig, i: int, scores: dict[Key, tuple[float, float]]
@@ -178,7 +198,8 @@ def study_results(cfg: StudyConfig, i: int, scores: dict[Key, tuple[float, float
 
 
 @task(task_run_name="write the study's findings")
-def write_set(cfg: StudyConfig, studied: dict[tuple[str, str], dict[str, Any]]) -> str:
+def write_set(cfg: StudyConfig, studied: dict[tuple[str, str], dict[str, Any]],
+              account: str = "") -> str:
     """A study over datasets and families: study.json shaped {"results": {dataset: {family:
     {lever: points}}}}, and findings.md testing the depth claim (also an artifact)."""
     uri = layout.study_uri(cfg.base.store, "_all", "_all", layout.cache_key(cfg))
@@ -186,13 +207,16 @@ def write_set(cfg: StudyConfig, studied: dict[tuple[str, str], dict[str, Any]]) 
     for (ds, fam), results in studied.items():
         nested.setdefault(ds, {})[fam] = results
     depth = depth_findings(studied) + "\n" + claims_table(studied, cfg.plan.levers)
+    if account:
+        depth += f"\nBudget: {account}.\n"
     create_markdown_artifact(key="study-depth", markdown=depth,
                              description="the original study's claims, tested")
     write_bytes(join(uri, "findings.md"), depth.encode())
     for ds, by_family in nested.items():
         levers = {fam: {k: v for k, v in r.items() if k != BASE} for fam, r in by_family.items()}
         write_bytes(join(uri, f"study-{ds}.png"), dataset_panels(
-            levers, f"{ds}: one lever at a time, per family ({cfg.plan.seeds} seed(s))"))
+            levers, f"{ds}: one lever at a time, per family ({cfg.plan.seeds} seed(s); "
+            "dashed: the family's recipe)", {f: r[BASE]["mean"] for f, r in by_family.items()}))
     write_json(join(uri, "study.json"), {"config": cfg.model_dump(mode="json"),
                                          "results": nested})
     return uri

@@ -3,12 +3,13 @@ family) measures its speed, then flows/study_plan.py sizes every point of it ali
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from prefect import get_run_logger
 
 from flows.config import StudyConfig
 from flows.progress import step
-from flows.study_plan import Speed, shape
+from flows.study_plan import Speed, point_seconds, shape, slowdown
 from flows.evaluate import evaluate_task
 from flows.train import check_data, train_task
 from lightning_modules import layout
@@ -25,14 +26,23 @@ def calibration(sub: StudyConfig) -> StudyConfig:
         "max_train_samples": CALIBRATION_IMAGES, "epochs": 1})})
 
 
+@dataclass
+class Budget:
+    subs: list[StudyConfig]      # resized to fit
+    notes: list[str]             # why, one per study
+    point_s: dict[int, float]    # a point's planned seconds per study (longest submitted first)
+    planned_s: float             # the study's planned end, seconds from its start
+
+
 def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
-                  distinct: dict[int, int]) -> tuple[list[StudyConfig], list[str]]:
+                  distinct: dict[int, int]) -> Budget:
     """subs resized so that all their points (distinct[i] trainings for subs[i]) end within
-    what is left of budget_s; returns them and one note per study."""
+    what is left of budget_s, with one note per study."""
     from cluster.launcher import parallel_slots
 
     log = get_run_logger()
     names = [f"study calibrate {s.base.dataset}/{s.base.model.family}" for s in subs]
+    cal_started = time.monotonic()
     futures = [evaluate_task.with_options(task_run_name=name).submit(
         train_task.with_options(task_run_name=name).submit(calibration(s).base), light=True)
         for s, name in zip(subs, names)]
@@ -43,17 +53,22 @@ def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
         _, manifest = check_data(sub.base)
         count = min(manifest["splits"]["train"]["count"], sub.base.max_train_samples or 1 << 62)
         speeds[str(i)] = measured(info, metrics, count, distinct[i])
+    slots = parallel_slots(subs[0].base)
+    factor = slowdown(speeds, CALIBRATION_IMAGES, time.monotonic() - cal_started, slots)
     left = budget_s - (time.monotonic() - started)
-    shapes = shape(speeds, left, parallel_slots(subs[0].base), subs[0].base.epochs)
-    out, notes = [], []
+    shapes = shape(speeds, left, slots, subs[0].base.epochs, factor)
+    out, notes, point_s = [], [], {}
     for i, sub in enumerate(subs):
         s = shapes[str(i)]
         note = s.note.replace(f"{i}:", f"{sub.base.dataset}/{sub.base.model.family}:", 1)
         step(log, "study budget: %s", note)
         notes.append(note)
+        point_s[i] = point_seconds(speeds[str(i)], s)
         out.append(sub.model_copy(update={"base": sub.base.model_copy(update={
             "max_train_samples": s.images, "epochs": s.epochs})}))
-    return out, notes
+    planned = time.monotonic() - started + factor * sum(
+        point_s[i] * distinct[i] for i in point_s) / max(1, slots)
+    return Budget(out, notes, point_s, planned)
 
 
 def measured(info: dict, metrics: dict, train_count: int, points: int) -> Speed:

@@ -47,9 +47,22 @@ def size(speeds: dict[str, Speed], machine_s: float, epochs: int) -> tuple[int, 
     return lo, 1
 
 
-def shape(speeds: dict[str, Speed], budget_s: float, slots: int, epochs: int) -> dict[str, Shape]:
-    """One size for all studies within budget × trainings side by side; a note per study."""
-    machine_s = budget_s * max(1, slots)
+def slowdown(speeds: dict[str, Speed], images: int, wall_s: float, slots: int) -> float:
+    """How much longer the calibration took (wall × its side-by-side width) than the model of
+    its points predicts: what the model leaves out (scheduling, the orchestrator's own CPU,
+    points waiting for a free place at the end). At least 1: the model never plans tighter
+    than its measurements."""
+    one_each = {k: Speed(sp.img_per_s, sp.overhead_s, sp.train_count, 1) for k, sp in speeds.items()}
+    predicted = cost(one_each, images, 1)
+    width = max(1, min(slots, len(speeds)))
+    return max(1.0, wall_s * width / predicted) if predicted > 0 else 1.0
+
+
+def shape(speeds: dict[str, Speed], budget_s: float, slots: int, epochs: int,
+          factor: float = 1.0) -> dict[str, Shape]:
+    """One size for all studies within budget × trainings side by side, the cost model's
+    seconds scaled by factor (slowdown()); a note per study."""
+    machine_s = budget_s * max(1, slots) / factor
     images, eps = size(speeds, machine_s, epochs)
     total = cost(speeds, images, eps)
     out = {}
@@ -60,5 +73,12 @@ def shape(speeds: dict[str, Speed], budget_s: float, slots: int, epochs: int) ->
             f"{sp.img_per_s:,.0f} img/s, {sp.overhead_s:.0f} s of start-up and evaluation each; "
             f"every study trains on the same size so that levers and families compare: "
             f"{total:,.0f} of {machine_s:,.0f} machine-seconds "
-            f"({max(1, slots)} training(s) side by side)"))
+            f"({max(1, slots)} training(s) side by side; the model's seconds × {factor:.2f}, "
+            f"the calibration's measured slowdown)"))
     return out
+
+
+def point_seconds(sp: Speed, shape_: Shape) -> float:
+    """One point's planned seconds: the longest go first, so the study's end is not a long
+    point started last while the other places stand idle."""
+    return sp.overhead_s + shape_.images * shape_.epochs / sp.img_per_s

@@ -80,3 +80,4 @@ def test_a_budget_sizes_every_point_of_a_study_alike(local_ray, prefect_harness)
     assert base["epochs"] < 20 or base["max_train_samples"] < 54_000, base
     assert "Budget: mnist/bp: 4 points of " in Path(uri, "findings.md").read_text()
     assert "the same size so that levers and families compare" in Path(uri, "findings.md").read_text()
+    assert "s budget (planned " in Path(uri, "findings.md").read_text()

@@ -74,3 +74,23 @@ def test_a_dataset_figure_has_a_panel_per_lever_and_family():
     one = Image.open(io.BytesIO(dataset_panels({"bp": by_family["bp"]}, "t")))
     three = Image.open(io.BytesIO(dataset_panels(by_family, "t")))
     assert three.size[0] > 2 * one.size[0] and three.size[1] == one.size[1]
+
+
+def test_a_dataset_figure_keeps_panel_titles_clear_of_the_tick_labels_above():
+    import matplotlib.pyplot as plt
+
+    from flows.plots import dataset_figure
+
+    long = ["leaky_relu", "sigmoid", "0.0375", "0.1125"]
+    by_family = {fam: {lever: [_pt(v, [0.5], [0.5]) for v in long] for lever in ("lr", "act")}
+                 for fam in ("bp", "dnn", "cnn", "dcnn")}
+    fig = dataset_figure(by_family, "t", {fam: 0.5 for fam in by_family})
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = fig.axes
+    assert len(axes) == 8 and any(ln.get_linestyle() == "--" for ln in axes[0].get_lines())
+    for above, below in zip(axes[:4], axes[4:]):
+        title = below.title.get_window_extent(renderer)
+        for label in above.get_xticklabels():
+            assert not title.overlaps(label.get_window_extent(renderer)), label.get_text()
+    plt.close(fig)

@@ -27,3 +27,34 @@ def test_a_generous_budget_keeps_the_configured_sizes_and_a_tiny_one_the_floor()
     big = shape(sp, 10_000, 1, 3)
     assert (big["a"].images, big["a"].epochs, big["b"].images) == (3_000, 3, 2_000)
     assert shape(sp, 1, 1, 3)["a"].images == MIN_IMAGES
+
+
+def test_the_calibrations_measured_slowdown_shrinks_the_plan():
+    from flows.study_plan import slowdown
+
+    sp = {"a": Speed(img_per_s=1_000, overhead_s=5, train_count=50_000, points=40),
+          "b": Speed(img_per_s=250, overhead_s=5, train_count=50_000, points=40)}
+    # One calibration point each of 2,000 images: 7 s and 13 s predicted; side by side on two
+    # places they took 10 s of wall, 20 machine-seconds: as predicted.
+    assert slowdown(sp, 2_000, 10.0, 2) == 1.0
+    assert slowdown(sp, 2_000, 15.0, 2) == 1.5
+    assert slowdown(sp, 2_000, 5.0, 2) == 1.0  # never planned tighter than measured
+    plain, slow = shape(sp, 3_000, 2, 1), shape(sp, 3_000, 2, 1, factor=1.5)
+    assert slow["a"].images < plain["a"].images
+    assert cost(sp, slow["a"].images, 1) * 1.5 <= 6_000 < cost(sp, plain["a"].images + 50, 1)
+    assert "× 1.50" in slow["a"].note
+
+
+def test_learning_rates_are_swept_around_each_familys_recipe():
+    from flows.config import StudyConfig, StudyPlan
+    from flows.study import expand, grid, points
+
+    cfg = StudyConfig(families=["cnn", "dcnn"], plan=StudyPlan(levers=["lr"], seeds=1))
+    cnn, dcnn = expand(cfg)
+    assert grid(dcnn, "lr") == [0.0375, 0.1125, 0.375, 1.125, 3.75]
+    assert grid(cnn, "lr")[2] == cnn.base.optim.lr
+    # The recipe's own value is the base's point: trained once, not twice.
+    from lightning_modules.layout import cache_key
+    assert len({cache_key(c) for c in points(dcnn).values()}) == 5
+    fixed = StudyConfig(plan=StudyPlan(levers=["lr"], lr_grid=[0.01], seeds=1))
+    assert grid(fixed, "lr") == [0.01]
