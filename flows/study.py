@@ -23,7 +23,7 @@ from flows.claims import claims_table
 from flows.findings import depth_findings, lever_findings
 from flows.plots import dataset_panels, lever_panels
 from flows.progress import step
-from flows.study_budget import distinct_points, fit_to_budget
+from flows.study_budget import Budget, distinct_points, fit_to_budget, relative_costs
 from flows.tracked import log_findings, with_study_run
 from flows.train import train_task
 from lightning_modules import layout
@@ -84,14 +84,23 @@ def points(cfg: StudyConfig, i: int = 0) -> dict[Key, TrainConfig]:
     return out
 
 
-def submit_all(cfgs: dict[Key, TrainConfig], point_s: Optional[dict[int, float]] = None
+def planned(subs: list[StudyConfig], budget_s: float, started: float
+            ) -> tuple[Budget, dict[Key, float]]:
+    """The budget's sizes for subs, and each point's planned seconds."""
+    rel = {i: relative_costs(sub, points(sub, i)) for i, sub in enumerate(subs)}
+    budget = fit_to_budget(subs, budget_s, started, {
+        i: distinct_points(points(sub, i), rel[i]) for i, sub in enumerate(subs)})
+    return budget, {k: budget.point_s[i] * r for i in rel for k, r in rel[i].items()}
+
+
+def submit_all(cfgs: dict[Key, TrainConfig], seconds: Optional[dict[Key, float]] = None
                ) -> dict[Key, PrefectFuture]:
     """A training and an evaluation per distinct config (the base's value of a lever is the
-    base's point: trained once), all submitted now, the studies with the longest planned
-    points first (point_s by study index) so that no long point starts last."""
+    base's point: trained once), all submitted now, the longest planned first (seconds) so
+    that no long point starts last while the other places stand idle."""
     by_config: dict[str, PrefectFuture] = {}
     out = {}
-    ordered = sorted(cfgs.items(), key=lambda kv: -(point_s or {}).get(kv[0][0], 0.0))
+    ordered = sorted(cfgs.items(), key=lambda kv: -(seconds or {}).get(kv[0], 0.0))
     for key, c in ordered:
         ident = layout.cache_key(c)
         if ident not in by_config:
@@ -142,13 +151,12 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
     connect(cfg.base.scaling.ray_address)  # here, not in a task's thread (Ray's signal handlers)
     cfg, tracked = with_study_run(cfg)
     subs = expand(cfg)
-    notes, budget, account = [""] * len(subs), None, ""
+    notes, order, account = [""] * len(subs), {}, ""
     if cfg.budget_s is not None:
-        budget = fit_to_budget(subs, cfg.budget_s, started, {
-            i: distinct_points(points(sub, i)) for i, sub in enumerate(subs)})
+        budget, order = planned(subs, cfg.budget_s, started)
         subs, notes = budget.subs, budget.notes
     cfgs = {k: v for i, sub in enumerate(subs) for k, v in points(sub, i).items()}
-    futures = submit_all(cfgs, budget.point_s if budget else None)
+    futures = submit_all(cfgs, order)
     distinct = list({id(f): f for f in futures.values()}.values())
     step(get_run_logger(), "study: %d trainings submitted (%d study(ies))", len(distinct),
          len(subs))
@@ -157,7 +165,7 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
             step(get_run_logger(), "study: %d of %d points trained and evaluated", n,
                  len(distinct))
     scores = {key: point_scores(f.result()) for key, f in futures.items()}
-    if budget is not None:
+    if cfg.budget_s is not None:
         account = budget_account(cfg.budget_s, budget.planned_s, time.monotonic() - started)
         step(get_run_logger(), "study: %s", account)
         notes = [f"{n}. {account}" for n in notes]

@@ -17,6 +17,21 @@ class Speed:
     overhead_s: float  # start-up, validation and the test evaluation of one point
     train_count: int   # training images available
     points: int        # distinct trainings of its study
+    work: float = 0.0  # its points' cost in base points (relative_cost); 0: points alike
+
+    @property
+    def load(self) -> float:
+        return self.work or float(self.points)
+
+
+# A point's seconds grow slower than its network's FLOPs (wider layers run at more FLOP/s):
+# seconds ∝ FLOPs ** this, fitted to a whole study's points by bench/study_point_cost.py.
+FLOPS_EXPONENT = 0.7
+
+
+def relative_cost(flops: float, base_flops: float) -> float:
+    """A point's cost in base points, from its network's forward FLOPs and the base's."""
+    return (flops / base_flops) ** FLOPS_EXPONENT if base_flops > 0 else 1.0
 
 
 @dataclass(frozen=True)
@@ -28,7 +43,7 @@ class Shape:
 
 def cost(speeds: dict[str, Speed], images: int, epochs: int) -> float:
     """Machine-seconds (summed over trainings side by side) of every point of every study."""
-    return sum(sp.points * (sp.overhead_s + min(images, sp.train_count) * epochs / sp.img_per_s)
+    return sum(sp.load * (sp.overhead_s + min(images, sp.train_count) * epochs / sp.img_per_s)
                for sp in speeds.values())
 
 
@@ -52,7 +67,8 @@ def slowdown(speeds: dict[str, Speed], images: int, wall_s: float, slots: int) -
     its points predicts: what the model leaves out (scheduling, the orchestrator's own CPU,
     points waiting for a free place at the end). At least 1: the model never plans tighter
     than its measurements."""
-    one_each = {k: Speed(sp.img_per_s, sp.overhead_s, sp.train_count, 1) for k, sp in speeds.items()}
+    one_each = {k: Speed(sp.img_per_s, sp.overhead_s, sp.train_count, 1)
+                for k, sp in speeds.items()}
     predicted = cost(one_each, images, 1)
     width = max(1, min(slots, len(speeds)))
     return max(1.0, wall_s * width / predicted) if predicted > 0 else 1.0
@@ -70,7 +86,8 @@ def shape(speeds: dict[str, Speed], budget_s: float, slots: int, epochs: int,
         n = min(images, sp.train_count)
         out[key] = Shape(n, eps, (
             f"{key}: {sp.points} points of {n:,} images × {eps} epoch(s) at "
-            f"{sp.img_per_s:,.0f} img/s, {sp.overhead_s:.0f} s of start-up and evaluation each; "
+            f"{sp.img_per_s:,.0f} img/s, {sp.overhead_s:.0f} s of start-up and evaluation each "
+            f"(the recipe's; larger structures cost more: {sp.load:,.1f} recipe points' worth); "
             f"every study trains on the same size so that levers and families compare: "
             f"{total:,.0f} of {machine_s:,.0f} machine-seconds "
             f"({max(1, slots)} training(s) side by side; the model's seconds × {factor:.2f}, "
@@ -79,6 +96,5 @@ def shape(speeds: dict[str, Speed], budget_s: float, slots: int, epochs: int,
 
 
 def point_seconds(sp: Speed, shape_: Shape) -> float:
-    """One point's planned seconds: the longest go first, so the study's end is not a long
-    point started last while the other places stand idle."""
+    """A base point's planned seconds (a point's are these × its relative cost)."""
     return sp.overhead_s + shape_.images * shape_.epochs / sp.img_per_s

@@ -140,6 +140,18 @@ def parameter_count(cfg: NetSpec, shape: Shape, classes: int) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+def forward_flops(cfg: NetSpec, shape: Shape, classes: int) -> int:
+    """FLOPs of one image's forward pass (torch's counter), on the meta device: nothing is
+    computed or allocated."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        net = build_net(cfg, shape, classes)
+        with FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, *shape))
+    return int(counter.get_total_flops())
+
+
 def build_net(cfg: NetSpec, shape: Shape, classes: int) -> nn.Module:
     """The registry's one entry point (cfg: a ModelConfig)."""
     if classes < 2:

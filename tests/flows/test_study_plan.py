@@ -58,3 +58,19 @@ def test_learning_rates_are_swept_around_each_familys_recipe():
     assert len({cache_key(c) for c in points(dcnn).values()}) == 5
     fixed = StudyConfig(plan=StudyPlan(levers=["lr"], lr_grid=[0.01], seeds=1))
     assert grid(fixed, "lr") == [0.01]
+
+
+def test_a_larger_structure_costs_more_points_of_the_budget_than_the_recipe():
+    from lightning_modules.config import ModelConfig
+    from lightning_modules.nets import forward_flops
+    from flows.study_plan import relative_cost
+
+    flops = {p: forward_flops(ModelConfig(family="dcnn", preset=p), (3, 32, 32), 10)
+             for p in ("small", "medium", "large")}
+    assert flops["small"] < flops["medium"] < flops["large"]
+    large = relative_cost(flops["large"], flops["small"])
+    assert relative_cost(flops["small"], flops["small"]) == 1.0
+    # Dearer than the recipe, but less than its FLOPs say (wider layers run faster).
+    assert 1.0 < large < flops["large"] / flops["small"]
+    sp = Speed(img_per_s=500, overhead_s=10, train_count=50_000, points=3, work=1 + 1 + large)
+    assert cost({"d": sp}, 1_000, 1) == sp.load * 12 > 3 * 12
