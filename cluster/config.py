@@ -78,6 +78,9 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, description="seed of weights, shuffling and augmentation")
     max_train_samples: Optional[int] = Field(
         None, gt=0, description="train on a seeded subset of this many images (smoke runs)")
+    max_eval_samples: Optional[int] = Field(
+        None, gt=0, description="validate and test on a fixed sample of this many images, the "
+        "same for every run (study points; default: the whole splits)")
     tracking: TrackingConfig = Field(TrackingConfig(), description="MLflow tracking")
 
 

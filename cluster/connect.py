@@ -23,6 +23,8 @@ from cluster.ray_compat import (
     gcs_accepts,
     recorded_head_address,
     resolve_auto_address,
+    restore_driver_settings,
+    set_driver_setting,
 )
 from lightning_modules.errors import UserError
 
@@ -62,7 +64,8 @@ _connecting = threading.Lock()
 
 def connect(address: Optional[str], verbose: Optional[bool] = None) -> None:
     """Join --ray-address / $RAY_ADDRESS, or start a private local Ray; never Ray Client.
-    Worker output reaches the console only when verbose (`imgclf -v` sets IMGCLF_VERBOSE).
+    Worker output reaches the console only when verbose (default: when this module's logger
+    shows DEBUG, as `imgclf -v` sets it).
     Once per process: the pipeline's branches, in threads, share one connection."""
     with _connecting:
         if not ray.is_initialized():
@@ -76,9 +79,17 @@ def cluster_to_join(address: Optional[str]) -> bool:
             or _recorded_head() is not None)
 
 
+def disconnect() -> None:
+    """Leave (or stop) this process's Ray, and put back the driver settings connect() made."""
+    with _connecting:
+        ray.shutdown()
+        restore_driver_settings()
+
+
 def _connect(address: Optional[str], verbose: Optional[bool]) -> None:
     if verbose is None:
-        verbose = bool(os.environ.get("IMGCLF_VERBOSE"))
+        verbose = log.isEnabledFor(logging.DEBUG)
+    set_driver_setting("RAY_AIR_NEW_OUTPUT", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address.startswith("ray://"):
         raise UserError("ray:// (Ray Client) is not supported for Train/Tune; run this on the "
@@ -138,8 +149,8 @@ def _join(address: str, quiet: dict) -> None:
 
     _reachable(address)
     _authenticate(address)
-    os.environ["RAY_ADDRESS"] = address  # the driver's own State API calls
-    os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # an earlier local Ray's, if any
+    set_driver_setting("RAY_ADDRESS", address)  # the driver's own State API calls
+    set_driver_setting("RAY_API_SERVER_ADDRESS", None)  # an earlier local Ray's, if any
     try:
         ray.init(address=address, runtime_env={"env_vars": {"RAY_ADDRESS": address}}, **quiet)
     except AuthenticationError:
@@ -160,7 +171,7 @@ def _start_local(quiet: dict) -> None:
         enable_token_auth()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    os.environ["RAY_API_SERVER_ADDRESS"] = url
+    set_driver_setting("RAY_API_SERVER_ADDRESS", url)
     # address="local": a new instance even where `ray start` left an address behind.
     ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
              dashboard_port=port,
@@ -170,12 +181,9 @@ def _start_local(quiet: dict) -> None:
 
 def tune_verbosity() -> int:
     """Tune's console output: its status tables only with `imgclf -v` (the trial files, the
-    Prefect table and our progress lines say the same). Its new output engine prints an
-    experiment box even at verbosity 0; the legacy one at 0 prints nothing."""
-    if os.environ.get("IMGCLF_VERBOSE"):
-        return 2
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    return 0
+    Prefect table and our progress lines say the same; connect() chose Tune's legacy output
+    engine, which at verbosity 0 prints nothing)."""
+    return 2 if log.isEnabledFor(logging.DEBUG) else 0
 
 
 T = TypeVar("T")

@@ -19,6 +19,7 @@ from cluster.config import TrainConfig
 from cluster.connect import cluster_to_join, connect, on_cluster
 from cluster.in_process import fit_here, local_checkpoint
 from cluster.placement import check_cluster, explain_failure, wait_until_placeable
+from cluster.ray_compat import set_driver_setting
 from cluster.train_worker import (
     CHECKPOINT_FILE,
     FIT_S,
@@ -101,7 +102,7 @@ def make_trainer(cfg: TrainConfig, data_uri: str, name: str, callbacks: Optional
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
         update={"mlflow_run_id": tracked_run(cfg)})})
     # Ray Train passes this variable on to its controller: one start-up attempt, this long.
-    os.environ[START_TIMEOUT_ENV] = str(cfg.scaling.start_timeout_s)
+    set_driver_setting(START_TIMEOUT_ENV, str(cfg.scaling.start_timeout_s))
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "data_uri": data_uri,

@@ -121,7 +121,8 @@ def build(cfg: TrainConfig, data_uri: str, device: Optional[str] = None
     """The datamodule and the module, from the config alone."""
     _, channels_last = cfg.compute.resolved(cfg.model.family, device or device_type())
     dm = PreparedData(data_uri, cfg.optim.batch_size, max_train_samples=cfg.max_train_samples,
-                      seed=cfg.seed, resident=cfg.compute.resident_data)
+                      seed=cfg.seed, resident=cfg.compute.resident_data,
+                      max_eval_samples=cfg.max_eval_samples)
     net = build_net(cfg.model, dm.shape, len(dm.classes))
     return Classifier(net, len(dm.classes), cfg.optim.model_dump(),
                       config=cfg.model_dump(mode="json"), channels_last=channels_last), dm

@@ -119,6 +119,10 @@ class StudyPlan(BaseModel):
     structure_grid: Optional[list[str]] = Field(None, description="presets (default: the "
                                                 "family's CPU-sized ones)")
     dropout_grid: list[float] = Field([0.0, 0.1, 0.3, 0.5], min_length=1, description="dropouts")
+    eval_samples: Optional[int] = Field(
+        2000, gt=0, description="validate and test every point on one fixed sample of this many "
+        "images of each split, the same for all points so that they compare (none: the whole "
+        "splits)")
 
 
 class StudyConfig(BaseModel):

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from flows.cli_options import one_line
-from flows.progress import QUIET_ENV, NoErrorsOnConsole
+from flows.progress import NoErrorsOnConsole, echo_to_console
 from lightning_modules.errors import describe, first_line
 
 
@@ -19,12 +19,10 @@ def setup_logging(command: str, verbose: bool) -> Path:
     """The console shows warnings, progress lines and the result (everything with -v); the log
     file keeps everything at INFO, full tracebacks included. Returns the log file's path."""
     # Prefect's telemetry hit "database is locked" on its temporary server at every start.
+    # Prefect reads its settings from the environment only (every re-setup of its logging too).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if verbose:
-        os.environ["IMGCLF_VERBOSE"] = "1"
-    else:
-        os.environ[QUIET_ENV] = "1"
-        # Prefect reads its handlers' levels from the environment (every re-setup too).
+    echo_to_console(not verbose)
+    if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     import prefect  # noqa: F401  (its logging config is applied on import; ours goes on top)
 

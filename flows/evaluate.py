@@ -56,7 +56,9 @@ def evaluate_bundle(uri: str, light: bool = False) -> dict:
     except BundleError as e:
         raise UserError(str(e)) from None
     pred.tta = pred.tta and not light
-    test = PreparedData(pred.info["data_uri"], batch_size=1).split("test")
+    sample = pred.info.get("config", {}).get("max_eval_samples")  # a study point's fixed sample
+    test = PreparedData(pred.info["data_uri"], batch_size=1,
+                        max_eval_samples=sample).split("test")
     scores = test_metrics(pred, test.x, test.y)
     file = layout.STUDY_PREDICTIONS if light else PREDICTIONS
     preds = write_npy(join(uri, file), scores.pop("predictions").astype("int16"))

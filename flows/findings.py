@@ -43,7 +43,8 @@ def lever_findings(cfg: StudyConfig, results: dict[str, Any]) -> str:
     n = len(base["accs"])
     lines = [f"# Study findings: {b.dataset} / {b.model.family}", "",
              f"{n} seed(s) per point, {b.epochs} epoch(s), "
-             f"{b.max_train_samples or 'all'} training images. The base (the config every lever "
+             f"{b.max_train_samples or 'all'} training images, validated and tested on "
+             f"{_sample(b.max_eval_samples)}. The base (the config every lever "
              f"is varied from) scored {base['mean']:.4f} ± {base['std']:.4f} test accuracy.",
              "The best value of a lever is the one with the best mean validation accuracy; its "
              "effect is its mean test accuracy minus the base's, over the same seeds and data "
@@ -55,6 +56,10 @@ def lever_findings(cfg: StudyConfig, results: dict[str, Any]) -> str:
                      f"{r['best test acc']:.4f} | {r['effect']:+.4f} | {r['range']:.4f} | "
                      f"{r['verdict']} |")
     return "\n".join(lines) + "\n"
+
+
+def _sample(n: int | None) -> str:
+    return f"the same {n:,}-image sample of each split" if n else "the whole splits"
 
 
 DEPTH_PAIRS = (("bp", "dnn"), ("cnn", "dcnn"), ("bp", "dcnn"))

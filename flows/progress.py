@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 
@@ -41,8 +40,14 @@ class Bar:
             self._next_log = (int(10 * self.done / self.total) + 1) / 10
 
 
-QUIET_ENV = "IMGCLF_QUIET_CONSOLE"  # set by the CLI when its console shows warnings only
 _console = None
+_echo = False  # the CLI's console shows warnings only: progress lines are echoed to it
+
+
+def echo_to_console(on: bool) -> None:
+    """Set once by the CLI at its entry (flows/console.py setup_logging)."""
+    global _echo
+    _echo = on
 
 
 def step(logger: logging.Logger, message: str, *args: object) -> None:
@@ -50,7 +55,7 @@ def step(logger: logging.Logger, message: str, *args: object) -> None:
     the CLI keeps the console to warnings, also to the terminal as a timestamped line."""
     global _console
     logger.info(message, *args)
-    if os.environ.get(QUIET_ENV) != "1":
+    if not _echo:
         return
     if _console is None:
         from rich.console import Console

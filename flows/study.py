@@ -61,11 +61,12 @@ def summarize(accs: list[float], val_accs: list[float]) -> dict[str, Any]:
 def expand(cfg: StudyConfig) -> list[StudyConfig]:
     """The (dataset, family) studies a config asks for: its base alone, or each dataset ×
     family from the family's recipe on the base's data size, epochs, seed and scaling."""
-    if cfg.datasets is None and cfg.families is None:
-        return [cfg]
     from flows.pipeline_plan import recipe_train
 
-    return [StudyConfig(base=recipe_train(cfg.base, ds, fam), plan=cfg.plan)
+    base = cfg.base.model_copy(update={"max_eval_samples": cfg.plan.eval_samples})
+    if cfg.datasets is None and cfg.families is None:
+        return [cfg.model_copy(update={"base": base})]
+    return [StudyConfig(base=recipe_train(base, ds, fam), plan=cfg.plan)
             for ds in cfg.datasets or [cfg.base.dataset]
             for fam in cfg.families or [cfg.base.model.family]]
 

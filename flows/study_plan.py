@@ -91,7 +91,8 @@ def shape(speeds: dict[str, Speed], budget_s: float, slots: int, epochs: int,
             f"every study trains on the same size so that levers and families compare: "
             f"{total:,.0f} of {machine_s:,.0f} machine-seconds "
             f"({max(1, slots)} training(s) side by side; the model's seconds × {factor:.2f}, "
-            f"the calibration's measured slowdown)"))
+            f"the calibration's measured slowdown)"
+            + ("; even the smallest size overruns the budget" if total > machine_s else "")))
     return out
 
 

@@ -94,11 +94,13 @@ class PreparedData(pl.LightningDataModule):
 
     def __init__(self, uri: str, batch_size: int, augment: Optional[bool] = None,
                  max_train_samples: Optional[int] = None, eval_batch_size: int = 1024,
-                 seed: int = 0, resident: bool = False) -> None:
+                 seed: int = 0, resident: bool = False,
+                 max_eval_samples: Optional[int] = None) -> None:
         super().__init__()
         self.uri, self.batch_size, self.eval_batch_size = uri, batch_size, eval_batch_size
         self.resident = resident
         self.max_train_samples, self.seed = max_train_samples, seed
+        self.max_eval_samples = max_eval_samples
         self.manifest = load_manifest(uri)
         self.augment = augments(self.shape) if augment is None else augment
         self.mean = torch.tensor(self.manifest["mean"]).view(1, -1, 1, 1)
@@ -118,9 +120,12 @@ class PreparedData(pl.LightningDataModule):
             files = self.manifest["files"]
             x = read_npy(join(self.uri, f"{name}_x.npy"), files[f"{name}_x.npy"]["sha256"])
             y = read_npy(join(self.uri, f"{name}_y.npy"), files[f"{name}_y.npy"]["sha256"])
-            if name == "train" and self.max_train_samples and self.max_train_samples < len(y):
-                keep = np.sort(np.random.default_rng(self.seed).permutation(len(y))
-                               [: self.max_train_samples])
+            cap = self.max_train_samples if name == "train" else self.max_eval_samples
+            if cap and cap < len(y):
+                # Training: the run's seed. Validation and test: one sample for every run
+                # (seed 0), so that runs of a study are scored on the same images.
+                rng = np.random.default_rng(self.seed if name == "train" else 0)
+                keep = np.sort(rng.permutation(len(y))[:cap])
                 x, y = x[keep], y[keep]
             self.splits[name] = TensorBatches(torch.from_numpy(np.ascontiguousarray(x)),
                                               torch.from_numpy(y.astype(np.int64)))

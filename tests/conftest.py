@@ -17,21 +17,6 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
-@pytest.fixture(autouse=True)
-def _ray_env_restored():
-    """cluster.connect sets RAY_ADDRESS / RAY_API_SERVER_ADDRESS / RAY_AUTH_MODE for the Ray it
-    joins; a later test's Ray (started by this process, inheriting its environment) must not
-    be pointed at an earlier one."""
-    keys = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE")
-    old = {k: os.environ.get(k) for k in keys}
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 def shared_dataset(name: str) -> Path:
     path = SHARED / name
     if not path.exists():

@@ -3,6 +3,7 @@ sees it, every layer's activations and the class probabilities. Run: `imgclf ser
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from pathlib import Path
@@ -130,14 +131,6 @@ def create_app(store: str, max_concurrent: int = 4) -> FastAPI:
     return app
 
 
-STORE_ENV = "IMGCLF_SERVE_STORE"
-
-
-def app_from_env() -> FastAPI:
-    """The app for the server's worker processes (they get the store through the environment)."""
-    return create_app(os.environ[STORE_ENV])
-
-
 def serving_store(store: str) -> str:
     """The store to serve, checked: a bucket that exists, or a local folder that exists."""
     url = check_store(store, write=False)
@@ -163,11 +156,14 @@ def serve(store: str, host: str = "127.0.0.1", port: int = 8000,
     from granian.log import LogLevels
     from granian.server import Server
 
-    os.environ[STORE_ENV] = serving_store(store)
-    print(f"serving the page on http://{host}:{port}/ (models from {os.environ[STORE_ENV]}); "
-          "Ctrl-C stops", flush=True)
-    Server("flows.serve.app:app_from_env", factory=True, address=host, port=port,
-           interface=Interfaces.ASGI, http=HTTPModes.http1, workers=1, backlog=2048,
-           backpressure=queue, log_level=LogLevels.warning,
-           http1_settings=HTTP1Settings(header_read_timeout=int(header_timeout_s * 1000)),
-           ).serve()
+    url = serving_store(store)
+    print(f"serving the page on http://{host}:{port}/ (models from {url}); Ctrl-C stops",
+          flush=True)
+    server = Server("flows.serve.app:create_app", factory=True, address=host, port=port,
+                    interface=Interfaces.ASGI, http=HTTPModes.http1, workers=1, backlog=2048,
+                    backpressure=queue, log_level=LogLevels.warning,
+                    http1_settings=HTTP1Settings(
+                        header_read_timeout=int(header_timeout_s * 1000)))
+    # The worker process builds its app from this loader (pickled with the store's URL), not
+    # from the environment.
+    server.serve(target_loader=functools.partial(create_app, url), wrap_loader=False)

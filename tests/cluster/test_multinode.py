@@ -17,7 +17,7 @@ from ray.cluster_utils import Cluster
 
 from cluster import local
 from cluster.config import ScalingOptions, TrainConfig
-from cluster.connect import on_cluster
+from cluster.connect import disconnect, on_cluster
 from cluster.launcher import parallel_slots, run_resources
 from flows.config import PrepConfig
 from flows.prep.build import prepare
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow  # a simulated multi-node Ray cluster
 
 def _cluster(workers: int, gpus: int = 0):
     """A CPU-less head (drivers only) and 1-CPU worker nodes; the driver joins the head."""
-    ray.shutdown()  # never two local Rays at once
+    disconnect()  # never two local Rays at once
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
                                                             "include_dashboard": True})
     nodes = [cluster.add_node(num_cpus=1, num_gpus=gpus) for _ in range(workers)]
@@ -47,7 +47,7 @@ def three_nodes(s3_bucket):
     """Two nodes for a 2-worker run and a spare: the replacement when one is lost."""
     cluster, nodes = _cluster(3)
     yield cluster, nodes
-    ray.shutdown()
+    disconnect()
     cluster.shutdown()
 
 
@@ -55,7 +55,7 @@ def three_nodes(s3_bucket):
 def two_nodes(s3_bucket):
     cluster, workers = _cluster(2)
     yield cluster, workers
-    ray.shutdown()
+    disconnect()
     cluster.shutdown()
 
 
@@ -65,7 +65,7 @@ def two_gpu_nodes(s3_bucket):
     here and trains on the CPU): GPU shares are placed as a GPU cluster places them."""
     cluster, workers = _cluster(2, gpus=1)
     yield cluster, workers
-    ray.shutdown()
+    disconnect()
     cluster.shutdown()
 
 
@@ -148,7 +148,7 @@ def test_multi_node_run_with_a_local_store_fails_fast(two_nodes, tmp_path):
 
 
 def test_cluster_helper_starts_nodes_and_down_leaves_no_process(tmp_path):
-    ray.shutdown()
+    disconnect()
     state = tmp_path / "cluster.json"
     info = local.up(nodes=2, cpus=1, gpus=1, dashboard_port=8266, state=state)
     try:
@@ -157,12 +157,12 @@ def test_cluster_helper_starts_nodes_and_down_leaves_no_process(tmp_path):
         alive = [n for n in ray.nodes() if n["Alive"]]
         assert len(alive) == 3  # the head and two worker nodes
         assert ray.cluster_resources()["GPU"] == 2 and ray.cluster_resources()["CPU"] == 2
-        ray.shutdown()
+        disconnect()
         keeper = psutil.Process(info["pid"])
         family = [keeper, *keeper.children(recursive=True)]
         assert len(family) > 5  # gcs, raylets, dashboard, ...
     finally:
-        ray.shutdown()
+        disconnect()
         stopped = local.down(state)
     assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert info["pid"] in stopped and not state.exists()

@@ -6,6 +6,7 @@ import ray
 from pydantic import ValidationError
 
 from cluster.config import TrainConfig
+from cluster.connect import disconnect
 from flows.train import train_model as train
 from lightning_modules.errors import UserError
 
@@ -13,7 +14,7 @@ from lightning_modules.errors import UserError
 @pytest.fixture(autouse=True)
 def no_ray():
     if ray.is_initialized():
-        ray.shutdown()
+        disconnect()
     yield
     assert not ray.is_initialized(), "Ray was started for input that should fail before it"
 

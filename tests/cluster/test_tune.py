@@ -12,12 +12,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-import ray
 from pydantic import ValidationError
 from ray import tune
 
 from cluster.config import TuneConfig
-from cluster.connect import connect
+from cluster.connect import connect, disconnect
 from cluster.launcher import storage
 from cluster.tuner import base_point, search_seed
 from flows.tune import tune_model as run_tune
@@ -69,7 +68,7 @@ def test_interrupted_tune_resumes_without_rerunning_finished_trials(local_ray, t
             "0.3", "--batch-sizes", "32", "--presets", "small", "--num-samples", "4",
             "--max-epochs", "2", "--tune-name", "resume"]
     # The driver starts its own local Ray; both die together, as when a head node goes down.
-    ray.shutdown()
+    disconnect()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300

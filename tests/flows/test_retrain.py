@@ -40,10 +40,10 @@ def _block(path: Path) -> None:
 def own_ray():
     """The pipeline starts a local Ray in this process; end it after, so later tests start
     theirs with their own environment (an S3 endpoint, say)."""
-    import ray
+    from cluster.connect import disconnect
 
     yield
-    ray.shutdown()
+    disconnect()
 
 
 def test_an_incomplete_run_is_finished_by_the_next_trigger(tmp_path, prefect_harness, own_ray):

@@ -74,3 +74,9 @@ def test_a_larger_structure_costs_more_points_of_the_budget_than_the_recipe():
     assert 1.0 < large < flops["large"] / flops["small"]
     sp = Speed(img_per_s=500, overhead_s=10, train_count=50_000, points=3, work=1 + 1 + large)
     assert cost({"d": sp}, 1_000, 1) == sp.load * 12 > 3 * 12
+
+
+def test_a_budget_too_small_for_the_smallest_size_says_it_overruns():
+    sp = {"a": Speed(img_per_s=1_000, overhead_s=10, train_count=3_000, points=40)}
+    assert "even the smallest size overruns the budget" in shape(sp, 100, 2, 1)["a"].note
+    assert "overruns" not in shape(sp, 10_000, 2, 1)["a"].note

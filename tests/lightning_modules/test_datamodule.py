@@ -31,6 +31,17 @@ def test_subset_and_batch_size_checks(tiny_dataset):
         dm.setup("fit")
 
 
+def test_an_evaluation_sample_is_the_same_images_whatever_the_runs_seed(tiny_dataset):
+    _, uri = tiny_dataset
+    whole = PreparedData(uri, batch_size=8).split("test")
+    a = PreparedData(uri, batch_size=8, seed=1, max_eval_samples=10, max_train_samples=20)
+    b = PreparedData(uri, batch_size=8, seed=2, max_eval_samples=10, max_train_samples=20)
+    assert len(a.split("test")) == 10 < len(whole) and len(a.split("val")) <= 10
+    assert torch.equal(a.split("test").x, b.split("test").x)
+    assert torch.equal(a.split("val").y, b.split("val").y)
+    assert not torch.equal(a.split("train").x, b.split("train").x)  # training: the run's seed
+
+
 def test_crop_flip_keeps_shape_and_moves_pixels():
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
     g = torch.Generator().manual_seed(0)
