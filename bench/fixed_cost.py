@@ -29,8 +29,9 @@ from lightning_modules.config import ModelConfig
 from lightning_modules.nets import build_net
 torch.set_num_threads(os.cpu_count() or 1)
 m = json.load(open(os.path.join({uri!r}, "manifest.json")))
-x = torch.from_numpy(np.load(os.path.join({uri!r}, "train_x.npy")))
-y = torch.from_numpy(np.load(os.path.join({uri!r}, "train_y.npy")).astype(np.int64))
+from lightning_modules.splits import load_split
+xs, ys = load_split({uri!r}, "train")
+x, y = torch.from_numpy(xs), torch.from_numpy(ys)
 mean, std = torch.tensor(m["mean"]).view(1, -1, 1, 1), torch.tensor(m["std"]).view(1, -1, 1, 1)
 net = build_net(ModelConfig(family={family!r}), tuple(m["shape"]), len(m["classes"])).train()
 opt = torch.optim.AdamW(net.parameters(), lr=2e-3)

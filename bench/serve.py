@@ -37,7 +37,7 @@ from flows.prep.build import prepare
 from flows.publish import champions_task, publish_task
 from lightning_modules.layout import run_uri
 from lightning_modules.nets import FAMILIES
-from lightning_modules.store import join, read_npy
+from lightning_modules.splits import load_split
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
 HEADER_TIMEOUT_S = 3.0
@@ -141,7 +141,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store, data = publish(Path(tmp))
-        digit = png(read_npy(join(data, "test_x.npy"))[0, 0])
+        digit = png(load_split(data, "test")[0][0, 0])
         proc, port = start(store)
         try:
             url = f"http://127.0.0.1:{port}/predict?model=mnist/"

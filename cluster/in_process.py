@@ -16,23 +16,12 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterator
 
-import lightning.pytorch as pl
-import torch
 
 from cluster.config import TrainConfig
-from cluster.train_worker import (
-    CHECKPOINT_FILE,
-    EpochReport,
-    LogWorldSize,
-    ThroughputMeter,
-    build,
-    device_type,
-    lightning_trainer,
-)
+from cluster.train_worker import CHECKPOINT_FILE, device_type, fit_one
 from lightning_modules import metrics as M
 from lightning_modules import layout
 from lightning_modules.errors import DataError
-from lightning_modules.history import EpochHistory
 from lightning_modules.store import (
     filesystem,
     is_local,
@@ -116,20 +105,14 @@ def fit_here(cfg: TrainConfig, data_uri: str, run_uri: str, launched_at: float,
     if before and before[-1].metrics.get("epoch", -1) + 1 >= cfg.epochs:
         log.info("%s: every epoch trained already", run_uri)
         return best_of(before), before[-1]
-    torch.set_num_threads(threads)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     # --no-use-gpu keeps a GPU of this machine out of it (Ray would not make it visible).
     device = "cpu" if cfg.scaling.use_gpu is False else device_type()
-    module, dm = build(cfg, data_uri, device)
-    cbs = [LogWorldSize(), ThroughputMeter(launched_at), EpochHistory(),
-           EpochReport(StoreSink(run_uri, cfg.scaling.num_to_keep))]
     if before:
         log.info("resuming %s from %s", run_uri, before[-1].uri)
     with local_checkpoint(before[-1].uri) if before else nullcontext() as ckpt:
         try:
-            # weights_only: a checkpoint read back from the store never runs code when loaded.
-            lightning_trainer(cfg, cbs, 1, device).fit(module, datamodule=dm, ckpt_path=ckpt,
-                                                       weights_only=True)
+            fit_one(cfg, data_uri, threads, launched_at,
+                    StoreSink(run_uri, cfg.scaling.num_to_keep), device=device, ckpt=ckpt)
         except pickle.UnpicklingError:
             raise DataError(f"{before[-1].uri}/{CHECKPOINT_FILE}: not a checkpoint of plain "
                             "weights (refused to load it); remove that epoch folder to train "

@@ -223,12 +223,24 @@ def tune_sink(metrics: dict[str, float], ckpt_dir: Optional[str]) -> None:
     tune.report(metrics)
 
 
-def train_in_trial(config: dict) -> None:
-    """One worker's training as a Tune trial of its own: Lightning in this process."""
-    cfg = TrainConfig(**config["cfg"])
-    torch.set_num_threads(int(config["threads"]))
+def fit_one(cfg: TrainConfig, data_uri: str, threads: int, launched_at: float,
+            sink: Callable[[dict[str, float], Optional[str]], None], *,
+            device: Optional[str] = None, ckpt: Optional[str] = None, checkpoint: bool = True,
+            kind: str = "training") -> None:
+    """The one-worker training, wherever it runs (the caller's process, a Ray task holding the
+    run's resources, a Tune trial): Lightning in this process, each epoch's metrics (and
+    checkpoint) to sink, resuming from ckpt (a local file of plain weights) when given."""
+    torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    module, dm = build(cfg, config["data_uri"])
-    cbs = [LogWorldSize(), ThroughputMeter(config["launched_at"]), EpochHistory(),
-           EpochReport(tune_sink, checkpoint=False)]
-    lightning_trainer(cfg, cbs, 1, kind="trial").fit(module, datamodule=dm)
+    module, dm = build(cfg, data_uri, device)
+    cbs = [LogWorldSize(), ThroughputMeter(launched_at), EpochHistory(),
+           EpochReport(sink, checkpoint=checkpoint)]
+    # weights_only: a checkpoint read back from the store never runs code when loaded.
+    lightning_trainer(cfg, cbs, 1, device, kind).fit(module, datamodule=dm, ckpt_path=ckpt,
+                                                     weights_only=True)
+
+
+def train_in_trial(config: dict) -> None:
+    """A Tune trial's training (a trial keeps no checkpoint: a resumed search restarts it)."""
+    fit_one(TrainConfig(**config["cfg"]), config["data_uri"], int(config["threads"]),
+            config["launched_at"], tune_sink, checkpoint=False, kind="trial")

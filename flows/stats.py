@@ -8,7 +8,9 @@ from typing import Any, Optional
 import numpy as np
 
 from flows.records import Cell
-from lightning_modules.store import join, read_npy
+from lightning_modules.layout import MANIFEST
+from lightning_modules.splits import read_labels
+from lightning_modules.store import join, read_json, read_npy
 
 
 def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict[str, Any]:
@@ -36,7 +38,7 @@ def paired_test(cells: dict[str, Cell]) -> Optional[dict]:
     if len(ok) < 2:
         return None
     (fa, a), (fb, b) = ok[:2]
-    y = read_npy(join(a.data_uri, "test_y.npy"))
+    y = read_labels(a.data_uri, read_json(join(a.data_uri, MANIFEST)) or {}, "test")
     pa = read_npy(join(a.bundle, "test_predictions.npy"))
     pb = read_npy(join(b.bundle, "test_predictions.npy"))
     return {"a": fa, "b": fb, **mcnemar(pa == y, pb == y)}

@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules import layout
 from lightning_modules.errors import DataError
-from lightning_modules.store import join, read_json, read_npy
+from lightning_modules.splits import read_split
+from lightning_modules.store import join, read_json
 
 
 class MissingDatasetError(FileNotFoundError):
@@ -117,9 +118,7 @@ class PreparedData(pl.LightningDataModule):
 
     def split(self, name: str) -> TensorBatches:
         if name not in self.splits:
-            files = self.manifest["files"]
-            x = read_npy(join(self.uri, f"{name}_x.npy"), files[f"{name}_x.npy"]["sha256"])
-            y = read_npy(join(self.uri, f"{name}_y.npy"), files[f"{name}_y.npy"]["sha256"])
+            x, y = read_split(self.uri, self.manifest, name)
             cap = self.max_train_samples if name == "train" else self.max_eval_samples
             if cap and cap < len(y):
                 # Training: the run's seed. Validation and test: one sample for every run

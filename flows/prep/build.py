@@ -14,8 +14,10 @@ from typing import Optional
 import numpy as np
 
 from flows.config import PrepConfig
+from flows.progress import Bar
 from flows.prep import card, imagefolder
 from flows.prep.kinds import KINDS
+from flows.prep.shards import plan_splits, write_splits
 from flows.prep.sources import fetch_canonical
 from lightning_modules import layout
 from lightning_modules.errors import DataError
@@ -30,14 +32,12 @@ from lightning_modules.store import (
     retrying,
     write_bytes,
     write_json,
-    write_npy,
 )
 from lightning_modules.store_check import check_store
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2  # 2: the splits as shards listed in the manifest
 MANIFEST = layout.MANIFEST
-ARRAYS = ["train_x", "train_y", "val_x", "val_y", "test_x", "test_y"]
 # Options that change the prepared bytes; anything else (workers, cache) does not enter the key.
 KEYED = ["dataset", "val_fraction", "test_fraction", "seed", "image_size", "channels",
          "strict", "max_pixels"]
@@ -56,34 +56,6 @@ def dataset_key(fingerprint: str, cfg: PrepConfig) -> str:
                             length=16)
 
 
-def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held-out) indices, the same share of every class held out (at least one image of
-    each class that has two), in original order."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        rng.shuffle(members)
-        n = int(round(len(members) * fraction))
-        held.append(members[:max(n, 1 if fraction > 0 and len(members) > 1 else 0)])
-    held_idx = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
-    return np.setdiff1d(np.arange(len(y)), held_idx), held_idx
-
-
-def channel_stats(x: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of pixel values scaled to [0, 1], in chunks (no float copy)."""
-    c = x.shape[1]
-    s, s2, n = np.zeros(c), np.zeros(c), 0
-    for i in range(0, len(x), chunk):
-        part = x[i:i + chunk].astype(np.float64) / 255.0
-        s += part.sum(axis=(0, 2, 3))
-        s2 += (part ** 2).sum(axis=(0, 2, 3))
-        n += part.shape[0] * part.shape[2] * part.shape[3]
-    mean = s / max(n, 1)
-    std = np.sqrt(np.maximum(s2 / max(n, 1) - mean ** 2, 1e-12))
-    return mean.tolist(), std.tolist()
-
-
 def _source_and_fingerprint(cfg: PrepConfig) -> tuple[str, str, Optional[imagefolder.Tree]]:
     kind = KINDS[cfg.dataset]
     source = normalize(cfg.source) if cfg.source else \
@@ -92,31 +64,20 @@ def _source_and_fingerprint(cfg: PrepConfig) -> tuple[str, str, Optional[imagefo
     return source, fingerprint, tree
 
 
-def _load(cfg: PrepConfig, source: str, tree: Optional[imagefolder.Tree]) -> dict:
-    raw = KINDS[cfg.dataset].load(cfg, source, tree)
-    if "all_x" in raw:  # one tree: carve out the test split
-        train, test = stratified_split(raw["all_y"], cfg.test_fraction, cfg.seed + 1)
-        raw.update(train_x=raw["all_x"][train], train_y=raw["all_y"][train],
-                   test_x=raw["all_x"][test], test_y=raw["all_y"][test])
-        del raw["all_x"], raw["all_y"]
-    return raw
-
-
 def _damage(uri: str, manifest: dict) -> Optional[str]:
     """The first file of a prepared dataset that is missing or differs from its manifest."""
     fs, path = filesystem(uri)
     for rel, meta in sorted((manifest.get("files") or {}).items()):
+        sha = hashlib.sha256()
         try:
-            data = fs.cat_file(join(path, rel))
+            with fs.open(join(path, rel), "rb") as f:  # block by block: memory stays bounded
+                for block in iter(lambda: f.read(8 << 20), b""):
+                    sha.update(block)
         except FileNotFoundError:
             return f"{rel} is missing"
-        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        if sha.hexdigest() != meta.get("sha256"):
             return f"{rel} does not match its SHA-256"
     return None if manifest.get("files") else "its manifest lists no files"
-
-
-def _split_info(y: np.ndarray, n_classes: int) -> dict:
-    return {"count": int(len(y)), "per_class": np.bincount(y, minlength=n_classes).tolist()}
 
 
 def prepare(cfg: PrepConfig) -> PrepResult:
@@ -135,28 +96,40 @@ def prepare(cfg: PrepConfig) -> PrepResult:
             return PrepResult(uri, manifest, cache_hit=True)
         log.warning("%s: the prepared copy at %s is damaged (%s): preparing it again", name,
                     uri, problem)
-    raw = _load(cfg, source, tree)
-    n = len(raw["classes"])
-    keep, held = stratified_split(raw["train_y"], cfg.val_fraction, cfg.seed)
-    arrays = {"train_x": raw["train_x"][keep], "train_y": raw["train_y"][keep],
-              "val_x": raw["train_x"][held], "val_y": raw["train_y"][held],
-              "test_x": raw["test_x"], "test_y": raw["test_y"]}
-    if len(arrays["train_y"]) == 0 or len(arrays["test_y"]) == 0:
-        raise DataError(f"{source}: no readable images left in train or test")
-    mean, std = channel_stats(arrays["train_x"])
-    manifest = {
-        "format": FORMAT, "name": name, "dataset": cfg.dataset, "key": key, "uri": uri,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": {"url": source, "fingerprint": fingerprint, "canonical": cfg.source is None},
-        "options": {k: getattr(cfg, k) for k in KEYED},
-        "classes": raw["classes"], "shape": list(arrays["train_x"].shape[1:]),
-        "mean": mean, "std": std,
-        "splits": {s: _split_info(arrays[f"{s}_y"], n) for s in ("train", "val", "test")},
-        "counts_before_val": _split_info(raw["train_y"], n),
-        "skipped": {"count": len(raw["skipped"]), "files": [list(s) for s in raw["skipped"]]},
-    }
-    _publish(uri, arrays, manifest, layout.latest(layout.dataset_dir(store, name)))
+    tmp = f"{uri}.tmp-{_owner()}"
+    try:
+        manifest, sample = _write(cfg, source, tree, tmp, {
+            "format": FORMAT, "name": name, "dataset": cfg.dataset, "key": key, "uri": uri,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": {"url": source, "fingerprint": fingerprint, "canonical": cfg.source is None},
+            "options": {k: getattr(cfg, k) for k in KEYED}})
+        _publish(uri, tmp, manifest, sample, layout.latest(layout.dataset_dir(store, name)))
+    except BaseException:
+        remove_quietly(tmp)
+        raise
     return PrepResult(uri, manifest, cache_hit=False)
+
+
+def _write(cfg: PrepConfig, source: str, tree: Optional[imagefolder.Tree], tmp: str,
+           manifest: dict) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """Every split's shards under tmp, in bounded memory; the manifest and the card's samples."""
+    with KINDS[cfg.dataset].load(cfg, source, tree) as src:
+        plan = plan_splits(src, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        total = sum(len(idx) for _, idx in plan.values())
+        with Bar(f"preparing {cfg.resolved_name()}", total) as bar:
+            writers = write_splits(src, plan, tmp, bar)
+    if not writers["train"].info()["count"] or not writers["test"].info()["count"]:
+        raise DataError(f"{source}: no readable images left in train or test")
+    mean, std = writers["train"].stats()
+    before_val = writers["train"].per_class + writers["val"].per_class
+    manifest.update({
+        "classes": src.classes, "shape": list(src.shape()), "mean": mean, "std": std,
+        "splits": {s: w.info() for s, w in writers.items()},
+        "shards": {s: w.shards for s, w in writers.items()},
+        "counts_before_val": {"count": int(before_val.sum()), "per_class": before_val.tolist()},
+        "skipped": {"count": len(src.skipped), "files": [list(s) for s in src.skipped]},
+        "files": {f: meta for w in writers.values() for f, meta in w.files.items()}})
+    return manifest, writers["train"].sample()
 
 
 def _owner() -> str:
@@ -193,25 +166,20 @@ def remove_stale_temporaries(uri: str) -> list[str]:
     return stale
 
 
-def _publish(uri: str, arrays: dict[str, np.ndarray], manifest: dict, latest: str) -> None:
-    """Write everything under a temporary prefix and move it into place, the manifest (which
-    makes it trusted) last, and latest.json (which makes it current) right after it. On failure
-    the temporary prefix is removed at once (or, if the store is down, by the next run)."""
-    tmp = f"{uri}.tmp-{_owner()}"
-    try:
-        files = {f"{k}.npy": write_npy(join(tmp, f"{k}.npy"), v) for k, v in arrays.items()}
-        files["samples.png"] = write_bytes(
-            join(tmp, "samples.png"),
-            card.sample_grid(arrays["train_x"], arrays["train_y"], manifest["classes"]))
-        manifest["files"] = files
-        files["card.md"] = write_bytes(join(tmp, "card.md"), card.render_card(manifest).encode())
-        write_json(join(tmp, MANIFEST), manifest)
-        remove(uri)  # leftovers of an interrupted run hold no manifest and are not trusted
-        move_tree(tmp, uri, last=MANIFEST, keep_source=True)
-        _point_latest(uri, latest, {"key": manifest["key"], "uri": uri})
-    except BaseException:
-        remove_quietly(tmp)
-        raise
+def _publish(uri: str, tmp: str, manifest: dict, sample: tuple[np.ndarray, np.ndarray],
+             latest: str) -> None:
+    """The shards are under the temporary prefix already: add the card, then move it all into
+    place, the manifest (which makes it trusted) last, and latest.json (which makes it current)
+    right after it. The caller removes the temporary prefix on failure (or, if the store is
+    down, the next run does)."""
+    files = manifest["files"]
+    files["samples.png"] = write_bytes(join(tmp, "samples.png"),
+                                       card.sample_grid(*sample, manifest["classes"]))
+    files["card.md"] = write_bytes(join(tmp, "card.md"), card.render_card(manifest).encode())
+    write_json(join(tmp, MANIFEST), manifest)
+    remove(uri)  # leftovers of an interrupted run hold no manifest and are not trusted
+    move_tree(tmp, uri, last=MANIFEST, keep_source=True)
+    _point_latest(uri, latest, {"key": manifest["key"], "uri": uri})
     remove_quietly(tmp)
     log.info("prepared %s: %s", manifest["name"], uri)
 

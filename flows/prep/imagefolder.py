@@ -6,7 +6,7 @@ import multiprocessing as mp
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -99,41 +99,73 @@ def infer_shape(source: str, paths: list[str], samples: int = 64) -> tuple[int, 
     return side, channels
 
 
-def decode_all(source: str, items: list[tuple[str, int]], size: int, channels: int,
-               workers: int, max_pixels: int, progress: Optional[Progress] = None
-               ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Decode every image into one preallocated array; unreadable ones are returned, not kept."""
-    x = np.empty((len(items), channels, size, size), dtype=np.uint8)
-    y = np.empty(len(items), dtype=np.int64)
-    bad: list[tuple[str, str]] = []
-    k = 0
-    pool = mp.get_context("spawn").Pool(workers, init_worker, (max_pixels,)) if workers > 1 else None
-    if pool is None:
-        init_worker(max_pixels)
-    try:
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start:start + CHUNK]
-            args = [(b, size, channels) for b in read_bytes(source, [p for p, _ in chunk])]
-            out = pool.map(decode_task, args, chunksize=32) if pool else [decode(*a) for a in args]
-            for (path, label), res in zip(chunk, out):
-                if isinstance(res, str):
-                    bad.append((path, res))
-                else:
-                    x[k], y[k] = res, label
-                    k += 1
-            if progress:
-                progress(len(chunk))
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    return x[:k], y[:k], bad
+@dataclass
+class FolderSource:
+    """A scanned tree read chunk by chunk (flows/prep/shards.py Source): labels from the scan,
+    images decoded in parallel only when their chunk is written. A context manager: the
+    decode processes live as long as it is open."""
+
+    tree: Tree
+    source: str
+    size: int
+    channels: int
+    workers: int
+    max_pixels: int
+    strict: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    _pool: Optional[object] = None
+
+    @property
+    def classes(self) -> list[str]:
+        return self.tree.classes
+
+    def parts(self) -> list[str]:
+        return list(self.tree.splits)
+
+    def labels(self, part: str) -> np.ndarray:
+        return np.array([label for _, label in self.tree.splits[part]], dtype=np.int64)
+
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    def __enter__(self) -> "FolderSource":
+        if self.workers > 1:
+            self._pool = mp.get_context("spawn").Pool(self.workers, init_worker,
+                                                      (self.max_pixels,))
+        else:
+            init_worker(self.max_pixels)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.close()  # type: ignore[attr-defined]
+            self._pool.join()  # type: ignore[attr-defined]
+            self._pool = None
+
+    def chunks(self, part: str, idx: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray,
+                                                                   list[tuple[str, str]]]]:
+        """(images, labels, unreadable files) per chunk of the part's images at idx."""
+        items = self.tree.splits[part]
+        chunk = max(64, min(CHUNK, (32 << 20) // (self.channels * self.size * self.size)))
+        for start in range(0, len(idx), chunk):
+            picked = [items[i] for i in idx[start:start + chunk]]
+            args = [(b, self.size, self.channels)
+                    for b in read_bytes(self.source, [p for p, _ in picked])]
+            out = self._pool.map(decode_task, args, chunksize=16) if self._pool \
+                else [decode(*a) for a in args]  # type: ignore[attr-defined]
+            bad = [(path, res) for (path, _), res in zip(picked, out) if isinstance(res, str)]
+            if self.strict and bad:
+                raise DataError(f"{bad[0][0]}: {bad[0][1]} (--strict)")
+            good = [(res, label) for (_, label), res in zip(picked, out)
+                    if not isinstance(res, str)]
+            x = np.stack([g for g, _ in good]) if good else \
+                np.empty((0, *self.shape()), dtype=np.uint8)
+            yield x, np.array([lb for _, lb in good], dtype=np.int64), bad
 
 
-def load_imagefolder(tree: Tree, source: str, size: Optional[int], channels: Optional[int],
-                     workers: int, max_pixels: int, strict: bool,
-                     progress: Optional[Progress] = None) -> dict:
-    """A scanned tree as arrays; the caller carves test data out when the tree has no test/."""
+def folder_source(tree: Tree, source: str, size: Optional[int], channels: Optional[int],
+                  workers: int, max_pixels: int, strict: bool) -> FolderSource:
+    """A scanned tree as a source; the image size and channels inferred when not given."""
     all_items = [it for items in tree.splits.values() for it in items]
     if size is None or channels is None:
         s, c = infer_shape(source, [p for p, _ in all_items])
@@ -142,11 +174,5 @@ def load_imagefolder(tree: Tree, source: str, size: Optional[int], channels: Opt
     if strict and tree.skipped:
         path, why = tree.skipped[0]
         raise DataError(f"{path}: {why} (--strict; {len(tree.skipped)} such file(s))")
-    out: dict = {"classes": tree.classes, "skipped": list(tree.skipped)}
-    for split, items in tree.splits.items():
-        x, y, bad = decode_all(source, items, size, channels, workers, max_pixels, progress)
-        if strict and bad:
-            raise DataError(f"{bad[0][0]}: {bad[0][1]} (--strict)")
-        out["skipped"].extend(bad)
-        out[f"{split}_x"], out[f"{split}_y"] = x, y
-    return out
+    return FolderSource(tree, source, size, channels, workers, max_pixels, strict,
+                        skipped=list(tree.skipped))

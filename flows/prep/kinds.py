@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from flows.prep import cifar, idx, imagefolder
+from flows.prep.shards import ArraySource, Source
 from flows.prep.sources import RemoteFile, content_fingerprint, idx_files, stat_fingerprint
-from flows.progress import Bar
 from lightning_modules.store import filesystem, join
 
 
@@ -34,7 +34,7 @@ class Kind:
 
     about: str
     scan: Callable[[str], Scan]
-    load: Callable[[PrepOptions, str, Optional[imagefolder.Tree]], dict[str, Any]]
+    load: Callable[[PrepOptions, str, Optional[imagefolder.Tree]], Source]
     canonical: list[RemoteFile] = field(default_factory=list)
     # The offline copy under $IMGCLF_OFFLINE_DATA (or ../shared/datasets) and the kind it is
     # read as (CIFAR-10's copy is a JPEG image-folder tree).
@@ -45,8 +45,13 @@ def _idx_scan(source: str) -> Scan:
     return content_fingerprint([join(source, f) for f in idx.IDX_FILES.values()]), None
 
 
-def _idx_load(classes: list[str]) -> Callable[..., dict[str, Any]]:
-    return lambda cfg, source, tree: idx.load_idx_dataset(source, classes)
+def _arrays(raw: dict[str, Any]) -> ArraySource:
+    return ArraySource({k: v for k, v in raw.items() if k.endswith(("_x", "_y"))},
+                       list(raw["classes"]), list(raw["skipped"]))
+
+
+def _idx_load(classes: list[str]) -> Callable[..., Source]:
+    return lambda cfg, source, tree: _arrays(idx.load_idx_dataset(source, classes))
 
 
 def _cifar_scan(source: str) -> Scan:
@@ -61,14 +66,11 @@ def _folder_scan(source: str) -> Scan:
     return stat_fingerprint(source, tree.infos), tree
 
 
-def _folder_load(cfg: PrepOptions, source: str, tree: Optional[imagefolder.Tree]
-                 ) -> dict[str, Any]:
+def _folder_load(cfg: PrepOptions, source: str, tree: Optional[imagefolder.Tree]) -> Source:
     assert tree is not None
-    total = sum(len(v) for v in tree.splits.values())
-    with Bar(f"decoding {cfg.resolved_name()}", total) as bar:
-        return imagefolder.load_imagefolder(tree, source, cfg.image_size, cfg.channels,
-                                            cfg.workers or os.cpu_count() or 1, cfg.max_pixels,
-                                            cfg.strict, bar)
+    return imagefolder.folder_source(tree, source, cfg.image_size, cfg.channels,
+                                     cfg.workers or os.cpu_count() or 1, cfg.max_pixels,
+                                     cfg.strict)
 
 
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -98,7 +100,7 @@ KINDS: dict[str, Kind] = {
                           idx_files(_FASHION_MIRRORS, _FASHION_SUMS),
                           offline=("fashion-mnist", "fashion-mnist")),
     "cifar10": Kind("CIFAR-10 (the python archive)", _cifar_scan,
-                    lambda cfg, source, tree: cifar.load_cifar_dataset(source),
+                    lambda cfg, source, tree: _arrays(cifar.load_cifar_dataset(source)),
                     [RemoteFile("cifar-10-python.tar.gz",
                                 ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
                                 md5="c58f30108f718f92721af3b95e74349a")],

@@ -9,6 +9,7 @@ import pytest
 from flows.config import PrepConfig
 from flows.prep.build import prepare
 from lightning_modules.errors import DataError
+from lightning_modules.splits import load_split
 from tests.datagen import idx_bytes, write_idx_set
 
 TRAIN_X = "train-images-idx3-ubyte.gz"
@@ -27,7 +28,7 @@ def test_generated_idx_prepares_with_stratified_val(tmp_path):
     assert m["counts_before_val"]["per_class"] == [20] * 10
     assert m["splits"]["val"]["per_class"] == [2] * 10  # 10% of every class
     assert m["splits"]["train"]["count"] == 180 and m["splits"]["test"]["count"] == 50
-    x = np.load(f"{res.uri}/train_x.npy")
+    x, _ = load_split(res.uri, "train")
     assert x.dtype == np.uint8 and x.shape == (180, 1, 28, 28)
 
 

@@ -1,12 +1,12 @@
 """Image-folder trees: every format and mode converts; bad files are skipped and listed, or fail."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from flows.config import PrepConfig
 from flows.prep.build import prepare
 from lightning_modules.errors import DataError
+from lightning_modules.splits import load_split
 from tests.datagen import image_bytes, write_tree
 
 
@@ -40,7 +40,7 @@ def test_shape_is_inferred_and_single_tree_is_split(tmp_path):
     # A validation image per class however small the share: selection never falls to test.
     assert m["splits"]["val"]["per_class"] == [1, 1, 1]
     assert m["splits"]["train"]["per_class"] == [7, 7, 7]
-    x, y = np.load(f"{res.uri}/train_x.npy"), np.load(f"{res.uri}/train_y.npy")
+    x, y = load_split(res.uri, "train")
     assert all(int(x[i].mean()) == 40 * y[i] + 10 for i in range(len(y)))  # labels follow pixels
 
 
@@ -91,5 +91,6 @@ def test_parallel_decode_matches_serial(tmp_path):
     root = write_tree(tmp_path / "tree", classes=3, per_class=7, mode="RGB")
     a = _prep(root, tmp_path / "s1", workers=1)
     b = _prep(root, tmp_path / "s2", workers=2)
-    assert a.manifest["files"]["train_x.npy"]["sha256"] == b.manifest["files"]["train_x.npy"]["sha256"]
+    assert a.manifest["files"]["train_x-00000.npy"]["sha256"] == \
+        b.manifest["files"]["train_x-00000.npy"]["sha256"]
     assert a.manifest["shape"] == [3, 12, 12]

@@ -32,7 +32,7 @@ def test_second_run_is_a_cache_hit_and_rewrites_nothing(tmp_path):
 def test_a_damaged_prepared_copy_is_prepared_again_not_trusted(tmp_path, caplog):
     src = write_idx_set(tmp_path / "src")
     first = prepare(_cfg(src, tmp_path / "s"))
-    arr = os.path.join(first.uri, "train_x.npy")
+    arr = os.path.join(first.uri, "train_x-00000.npy")
     good = open(arr, "rb").read()
     with open(arr, "r+b") as f:  # one pixel altered after the manifest was written
         f.seek(len(good) - 1)
@@ -40,7 +40,7 @@ def test_a_damaged_prepared_copy_is_prepared_again_not_trusted(tmp_path, caplog)
     again = prepare(_cfg(src, tmp_path / "s"))
     assert not again.cache_hit and again.uri == first.uri
     assert open(arr, "rb").read() == good
-    assert "is damaged (train_x.npy does not match its SHA-256): preparing it again" in caplog.text
+    assert "is damaged (train_x-00000.npy does not match its SHA-256): preparing it again" in caplog.text
 
 
 def test_changed_input_or_option_gives_a_new_uri(tmp_path):
@@ -56,7 +56,8 @@ def test_changed_input_or_option_gives_a_new_uri(tmp_path):
 def test_manifest_hashes_match_the_files(tmp_path):
     res = prepare(_cfg(write_idx_set(tmp_path / "src"), tmp_path / "s"))
     files = res.manifest["files"]
-    assert {"train_x.npy", "val_y.npy", "test_x.npy", "samples.png", "card.md"} <= set(files)
+    assert {"train_x-00000.npy", "val_y-00000.npy", "test_x-00000.npy", "samples.png",
+            "card.md"} <= set(files)
     for name, meta in files.items():
         data = open(f"{res.uri}/{name}", "rb").read()
         assert hashlib.sha256(data).hexdigest() == meta["sha256"] and len(data) == meta["bytes"]

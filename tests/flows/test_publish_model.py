@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from lightning_modules import metrics as M
-from lightning_modules.store import join, read_npy
+from lightning_modules.splits import load_split
 from tests.conftest import BIN, stop_process_tree
 from tests.flows.conftest import png, start_server
 
@@ -36,7 +36,7 @@ def test_a_trained_model_is_published_and_served(tiny_dataset):
     try:
         models = httpx.get(f"{url}/models", timeout=10).json()
         assert [m["id"] for m in models] == [first["model"]] and models[0]["champion"]
-        digit = png(read_npy(join(data, "test_x.npy"))[0, 0])
+        digit = png(load_split(data, "test")[0][0, 0])
         r = httpx.post(f"{url}/predict?model=mnist/bp", content=digit,
                        headers={"content-type": "image/png"}, timeout=30)
         assert r.status_code == 200 and r.json()["model"] == first["model"]

@@ -14,6 +14,7 @@ from PIL import Image
 
 from flows.serve import MAX_BYTES, MAX_PIXELS, create_app
 from lightning_modules import metrics as M
+from lightning_modules.splits import load_split
 from lightning_modules.store import join, read_npy
 from tests.flows.conftest import png as _png
 
@@ -32,7 +33,7 @@ def test_models_lists_published_models_with_champions(client):
 @pytest.mark.parametrize("family", ["bp", "cnn"])
 def test_predict_agrees_with_the_evaluation_on_real_test_digits(client, published, family):
     _, data, run = published
-    x, y = read_npy(join(data, "test_x.npy")), read_npy(join(data, "test_y.npy"))
+    x, y = load_split(data, "test")
     evaluated = read_npy(join(run, "mnist", family, "test_predictions.npy"))
     for i in range(20):
         r = client.post(f"/predict?model=mnist/{family}&centre=false", content=_png(x[i, 0]),
@@ -60,7 +61,7 @@ def test_predict_agrees_with_the_evaluation_on_real_test_digits(client, publishe
 
 def test_multipart_upload_and_a_dark_on_light_drawing(client, published):
     _, data, _ = published
-    digit = read_npy(join(data, "test_x.npy"))[3, 0]
+    digit = load_split(data, "test")[0][3, 0]
     raw = client.post("/predict?model=mnist/cnn", content=_png(digit),
                       headers={"content-type": "image/png"}).json()
     # The same digit drawn dark on a white page, bigger and off-centre, uploaded as a form.
@@ -130,7 +131,7 @@ def test_bounded_load_on_loopback(live, published):
     """200 requests, 8 at once, over real HTTP: all succeed; p50/p99 printed for the record."""
     import httpx
 
-    digit = _png(read_npy(join(published[1], "test_x.npy"))[0, 0])
+    digit = _png(load_split(published[1], "test")[0][0, 0])
 
     def one(_: int) -> float:
         t = time.perf_counter()

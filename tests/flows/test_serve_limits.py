@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from flows.serve import BODY_TIMEOUT_S, MAX_BYTES
-from lightning_modules.store import join, read_npy
+from lightning_modules.splits import load_split
 from tests.conftest import stop_process_tree
 from tests.flows.conftest import png, start_server
 
@@ -34,7 +34,7 @@ def server(published):
 
 @pytest.fixture(scope="module")
 def digit(published) -> bytes:
-    return png(read_npy(join(published[1], "test_x.npy"))[0, 0])
+    return png(load_split(published[1], "test")[0][0, 0])
 
 
 def _raw(url: str, data: bytes, wait: float = 10) -> bytes:

@@ -146,7 +146,7 @@ def test_a_local_temporary_prefix_of_a_killed_prepare_is_removed_by_the_next(tmp
     left = tmp_path / "datasets" / "mnist" / f"{key}.tmp-{os.uname().nodename}~{dead.pid}~" \
         f"{int(time.time())}"
     left.mkdir(parents=True)
-    (left / "train_x.npy").write_bytes(b"half")
+    (left / "train_x-00000.npy").write_bytes(b"half")
     out = imgclf("prepare", "--source", src, "--store", str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert not left.exists() and (tmp_path / "datasets" / "mnist" / key / "manifest.json").exists()

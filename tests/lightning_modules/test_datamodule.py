@@ -54,7 +54,7 @@ def test_crop_flip_keeps_shape_and_moves_pixels():
 
 def test_tampered_array_is_refused(tiny_dataset):
     _, uri = tiny_dataset
-    path = f"{uri}/train_x.npy"
+    path = f"{uri}/train_x-00000.npy"
     arr = np.load(path)
     arr[0, 0, 0, 0] ^= 0xFF
     np.save(path, arr)
