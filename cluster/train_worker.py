@@ -122,7 +122,8 @@ def build(cfg: TrainConfig, data_uri: str, device: Optional[str] = None
     _, channels_last = cfg.compute.resolved(cfg.model.family, device or device_type())
     dm = PreparedData(data_uri, cfg.optim.batch_size, max_train_samples=cfg.max_train_samples,
                       seed=cfg.seed, resident=cfg.compute.resident_data,
-                      max_eval_samples=cfg.max_eval_samples)
+                      max_eval_samples=cfg.max_eval_samples, stream=cfg.compute.stream_data,
+                      cache_dir=cfg.compute.shard_cache)
     net = build_net(cfg.model, dm.shape, len(dm.classes))
     return Classifier(net, len(dm.classes), cfg.optim.model_dump(),
                       config=cfg.model_dump(mode="json"), channels_last=channels_last), dm

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from lightning_modules.nets import ACTIVATIONS, FAMILIES
 from lightning_modules.store import url_problem
+from lightning_modules.streamed import DEFAULT_CACHE
 from lightning_modules.torch_compat import cpu_has_native_bf16
 
 # The choices come from the registry (lightning_modules/nets.py): a new family is added there.
@@ -121,6 +122,12 @@ class ComputeConfig(BaseModel):
     resident_data: bool = Field(
         True, description="copy the whole training set to the device once (a GPU), instead of "
         "one batch per step")
+    stream_data: Optional[bool] = Field(
+        None, description="read the training images batch by batch from their shards instead "
+        "of holding them (default: when they exceed 256 MB)")
+    shard_cache: str = Field(
+        DEFAULT_CACHE, description="local folder for a remote store's shards when "
+        "streamed (shared by the runs of a machine)")
 
     def resolved(self, family: str, device: str) -> tuple[str, bool]:
         """(Lightning precision, channels_last) for this family on this device type."""

@@ -1,6 +1,8 @@
 """A prepared dataset (local or s3://) held as tensors, batched by index, normalised on device."""
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
@@ -12,6 +14,15 @@ from lightning_modules import layout
 from lightning_modules.errors import DataError
 from lightning_modules.splits import read_split
 from lightning_modules.store import join, read_json
+from lightning_modules.streamed import (
+    DEFAULT_CACHE,
+    IN_MEMORY_BYTES,
+    StreamedBatches,
+    split_bytes,
+    streamed_split,
+)
+
+log = logging.getLogger(__name__)
 
 
 class MissingDatasetError(FileNotFoundError):
@@ -40,6 +51,9 @@ class TensorBatches(Dataset):
     def __getitems__(self, idx: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.as_tensor(idx, device=self.y.device)
         return self.x[t], self.y[t]
+
+    def head(self, n: int) -> torch.Tensor:
+        return self.x[:n]
 
 
 class ShuffledBatches:
@@ -96,12 +110,14 @@ class PreparedData(pl.LightningDataModule):
     def __init__(self, uri: str, batch_size: int, augment: Optional[bool] = None,
                  max_train_samples: Optional[int] = None, eval_batch_size: int = 1024,
                  seed: int = 0, resident: bool = False,
-                 max_eval_samples: Optional[int] = None) -> None:
+                 max_eval_samples: Optional[int] = None, stream: Optional[bool] = None,
+                 cache_dir: str = DEFAULT_CACHE) -> None:
         super().__init__()
         self.uri, self.batch_size, self.eval_batch_size = uri, batch_size, eval_batch_size
         self.resident = resident
         self.max_train_samples, self.seed = max_train_samples, seed
         self.max_eval_samples = max_eval_samples
+        self.stream, self.cache_dir = stream, cache_dir
         self.manifest = load_manifest(uri)
         self.augment = augments(self.shape) if augment is None else augment
         self.mean = torch.tensor(self.manifest["mean"]).view(1, -1, 1, 1)
@@ -116,15 +132,34 @@ class PreparedData(pl.LightningDataModule):
     def classes(self) -> list[str]:
         return self.manifest["classes"]
 
-    def split(self, name: str) -> TensorBatches:
+    def streams(self) -> bool:
+        """Whether the training split is read batch by batch from its shards (large sets)
+        rather than held whole (faster while it fits): stream, or by its size."""
+        if self.stream is not None:
+            return self.stream
+        return split_bytes(self.manifest, "train") > IN_MEMORY_BYTES
+
+    def _subset(self, name: str, n: int) -> Optional[np.ndarray]:
+        """Positions kept of a split of n: the run's seeded subset of the training images, or
+        the one fixed sample (seed 0) of validation and test images for every run."""
+        cap = self.max_train_samples if name == "train" else self.max_eval_samples
+        if not cap or cap >= n:
+            return None
+        rng = np.random.default_rng(self.seed if name == "train" else 0)
+        return np.sort(rng.permutation(n)[:cap])
+
+    def split(self, name: str) -> TensorBatches | StreamedBatches:
+        if name not in self.splits and name == "train" and self.streams():
+            keep = self._subset(name, int(self.manifest["splits"]["train"]["count"]))
+            self.splits[name] = streamed_split(self.uri, self.manifest, name,
+                                               Path(self.cache_dir).expanduser(), keep)
+            log.info("%s: training images streamed from %d shard(s) of %.0f MB in all",
+                     self.uri, len(self.manifest.get("shards", {}).get(name, [])) or 1,
+                     split_bytes(self.manifest, name) / 2**20)
         if name not in self.splits:
             x, y = read_split(self.uri, self.manifest, name)
-            cap = self.max_train_samples if name == "train" else self.max_eval_samples
-            if cap and cap < len(y):
-                # Training: the run's seed. Validation and test: one sample for every run
-                # (seed 0), so that runs of a study are scored on the same images.
-                rng = np.random.default_rng(self.seed if name == "train" else 0)
-                keep = np.sort(rng.permutation(len(y))[:cap])
+            keep = self._subset(name, len(y))
+            if keep is not None:
                 x, y = x[keep], y[keep]
             self.splits[name] = TensorBatches(torch.from_numpy(np.ascontiguousarray(x)),
                                               torch.from_numpy(y.astype(np.int64)))
@@ -141,7 +176,8 @@ class PreparedData(pl.LightningDataModule):
         """The splits moved to the device once (uint8: a 54k-image MNIST is 42 MB), so a step
         indexes its batch there instead of copying it from the host."""
         for name in ("train", "val", "test"):
-            if name == "val" and not self.manifest["splits"]["val"]["count"]:
+            if name == "val" and not self.manifest["splits"]["val"]["count"] \
+                    or name == "train" and self.streams():
                 continue
             part = self.split(name)
             self.splits[name] = TensorBatches(part.x.to(device), part.y.to(device))
@@ -169,7 +205,7 @@ class PreparedData(pl.LightningDataModule):
     def whitening_sample(self, n: int = 5000) -> torch.Tensor:
         """The first n training images, standardised as the net sees them: the statistics a
         whitening stem is fitted to."""
-        return standardize(self.split("train").x[:n], self.mean, self.std)
+        return standardize(self.split("train").head(n), self.mean, self.std)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, y = batch

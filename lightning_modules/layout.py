@@ -39,7 +39,7 @@ GATE = "gate.json"
 
 # Where results go and what they are called do not change them; nor does how a run is spread
 # over the cluster, except its number of DDP workers (the effective batch size).
-_NOT_IDENTITY = {"store", "run_id", "tune_name", "tracking"}
+_NOT_IDENTITY = {"store", "run_id", "tune_name", "tracking", "stream_data", "shard_cache"}
 
 
 def identity(obj: Any) -> Any:

@@ -103,7 +103,7 @@ class SplitWriter:
     channel statistics and the card's samples."""
 
     def __init__(self, tmp: str, split: str, shape: tuple[int, int, int], n_classes: int,
-                 shard_bytes: int = SHARD_BYTES) -> None:
+                 shard_bytes: int) -> None:
         self.tmp, self.split, self.n_classes = tmp, split, n_classes
         self.per = max(1, shard_bytes // int(np.prod(shape)))
         self.x = np.empty((self.per, *shape), dtype=np.uint8)
@@ -172,13 +172,12 @@ class SplitWriter:
 
 
 def write_splits(src: Source, plan: dict[str, Part], tmp: str,
-                 progress: Optional[Callable[[int], None]] = None,
-                 shard_bytes: int = SHARD_BYTES) -> dict[str, SplitWriter]:
+                 progress: Optional[Callable[[int], None]] = None) -> dict[str, SplitWriter]:
     """Every split's shards under tmp (unreadable images land in src.skipped)."""
     shape = src.shape()
     writers = {}
     for split, (part, idx) in plan.items():
-        w = SplitWriter(tmp, split, shape, len(src.classes), shard_bytes)
+        w = SplitWriter(tmp, split, shape, len(src.classes), SHARD_BYTES)
         for x, y, bad in src.chunks(part, idx):
             w.add(x, y)
             src.skipped.extend(bad)

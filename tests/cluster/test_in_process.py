@@ -126,3 +126,19 @@ def test_a_planted_checkpoint_is_refused_not_run(tiny_dataset, monkeypatch, tmp_
     with pytest.raises(DataError, match="not a checkpoint of plain weights"):
         fit(cfg, uri, "planted")
     assert not marker.exists(), "the planted pickle ran"
+
+
+def test_a_streamed_training_learns_as_the_held_one_does(tiny_dataset, monkeypatch, tmp_path):
+    """The same seeded run with its training images held and streamed from the shards: the
+    same batches in the same order, so the same weights and validation accuracy."""
+    _no_cluster(monkeypatch)
+    store, uri = tiny_dataset
+    fits = []
+    for stream in (False, True):
+        cfg = TrainConfig(dataset="mnist", store=store, epochs=1, model={"family": "bp"},
+                          compute={"stream_data": stream, "shard_cache": str(tmp_path / "c")})
+        fits.append(fit(cfg, uri, f"stream-{stream}"))
+    held, streamed = fits
+    assert held.metrics[M.VAL_ACC] == streamed.metrics[M.VAL_ACC]
+    assert all(torch.equal(v, streamed.state[k]) for k, v in held.state.items())
+    assert any(not torch.equal(v, 0 * v) for v in held.state.values())

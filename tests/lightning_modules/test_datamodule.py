@@ -82,3 +82,50 @@ def test_shuffled_batches_cover_every_image_once_per_epoch(tiny_dataset):
     for xs in epochs:  # every image exactly once, in a new order each epoch
         assert sorted(map(bytes, xs.numpy())) == sorted(map(bytes, ordered.numpy()))
     assert not torch.equal(epochs[0], epochs[1])
+
+
+@pytest.fixture
+def sharded(tmp_path, monkeypatch):
+    """A prepared set whose splits span several shards (50 images each)."""
+    from flows.config import PrepConfig
+    from flows.prep import shards
+    from flows.prep.build import prepare
+    from tests.datagen import write_idx_set
+
+    monkeypatch.setattr(shards, "SHARD_BYTES", 50 * 28 * 28)
+    src = write_idx_set(tmp_path / "raw", n_train=300, n_test=60)
+    return prepare(PrepConfig(dataset="mnist", source=str(src), store=str(tmp_path / "s"))).uri
+
+
+def test_streamed_batches_are_the_held_ones_across_shards(sharded, tmp_path):
+    from lightning_modules.streamed import StreamedBatches
+    from lightning_modules.splits import load_split
+
+    held = PreparedData(sharded, batch_size=8, stream=False, max_train_samples=200, seed=3)
+    streamed = PreparedData(sharded, batch_size=8, stream=True, max_train_samples=200, seed=3,
+                            cache_dir=str(tmp_path / "cache"))
+    part = streamed.split("train")
+    assert isinstance(part, StreamedBatches) and len(part) == 200
+    assert len(streamed.manifest["shards"]["train"]) > 3  # a batch crosses shard boundaries
+    idx = torch.randperm(200)[:64]
+    xs, ys = part.__getitems__(idx)
+    xh, yh = held.split("train").__getitems__(idx)
+    assert torch.equal(xs, xh) and torch.equal(ys, yh)
+    assert torch.equal(part.head(5), held.split("train").head(5))
+    # The whole split, streamed, is the prepared split.
+    x, y = load_split(sharded, "train")
+    everything = PreparedData(sharded, batch_size=8, stream=True).split("train")
+    xa, ya = everything.__getitems__(torch.arange(len(y)))
+    assert np.array_equal(xa.numpy(), x) and np.array_equal(ya.numpy(), y)
+
+
+def test_a_tampered_shard_is_refused_when_streamed(sharded):
+    from lightning_modules import streamed
+
+    path = f"{sharded}/train_x-00001.npy"
+    data = bytearray(open(path, "rb").read())
+    data[-1] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    streamed._verified.clear()
+    with pytest.raises(DataError, match="train_x-00001.npy: SHA-256 does not match"):
+        PreparedData(sharded, batch_size=8, stream=True).split("train")
