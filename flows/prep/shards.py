@@ -104,7 +104,7 @@ class SplitWriter:
 
     def __init__(self, tmp: str, split: str, shape: tuple[int, int, int], n_classes: int,
                  shard_bytes: int) -> None:
-        self.tmp, self.split, self.n_classes = tmp, split, n_classes
+        self.tmp, self.split, self.n_classes, self.shape = tmp, split, n_classes, shape
         self.per = max(1, shard_bytes // int(np.prod(shape)))
         self.x = np.empty((self.per, *shape), dtype=np.uint8)
         self.y = np.empty(self.per, dtype=np.int64)
@@ -152,7 +152,7 @@ class SplitWriter:
     def close(self) -> None:
         """Flush the last shard and let the buffer go."""
         self._flush()
-        self.x = self.x[:0]
+        self.x, self.y = np.empty((0, *self.shape), np.uint8), np.empty(0, np.int64)  # freed
 
     def info(self) -> dict:
         """The split's manifest entry."""
@@ -160,7 +160,7 @@ class SplitWriter:
 
     def stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of pixel values scaled to [0, 1]."""
-        n = max(int(self.per_class.sum()) * self.x.shape[2] * self.x.shape[3], 1)
+        n = max(int(self.per_class.sum()) * self.shape[1] * self.shape[2], 1)
         mean = self.sums[0] / n / 255.0
         std = np.sqrt(np.maximum(self.sums[1] / n / 255.0 ** 2 - mean ** 2, 1e-12))
         return mean.tolist(), std.tolist()

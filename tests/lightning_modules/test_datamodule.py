@@ -129,3 +129,15 @@ def test_a_tampered_shard_is_refused_when_streamed(sharded):
     streamed._verified.clear()
     with pytest.raises(DataError, match="train_x-00001.npy: SHA-256 does not match"):
         PreparedData(sharded, batch_size=8, stream=True).split("train")
+
+
+def test_sharded_prep_keeps_the_statistics_and_counts_of_the_whole_split(sharded):
+    from lightning_modules.splits import load_split
+    from lightning_modules.datamodule import load_manifest
+
+    m = load_manifest(sharded)
+    x, y = load_split(sharded, "train")
+    assert m["mean"][0] == pytest.approx(float(x.mean()) / 255, abs=1e-9)
+    assert m["std"][0] == pytest.approx(float((x / 255.0).std()), abs=1e-6)
+    assert m["splits"]["train"]["count"] == len(y) == sum(s["count"] for s in m["shards"]["train"])
+    assert max(s["count"] for s in m["shards"]["train"]) == 50
