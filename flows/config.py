@@ -50,6 +50,9 @@ class PrepConfig(BaseModel):
     max_pixels: int = Field(
         40_000_000, gt=0, description="images with more pixels are refused (decompression bombs)")
     workers: Optional[int] = Field(None, gt=0, description="decode processes (default: all cores)")
+    ray_address: Optional[str] = Field(
+        None, description="decode an image folder on this Ray cluster's nodes (host:port or "
+        "auto; the folder a shared path or s3://); default: this machine's processes")
     cache_dir: str = Field("~/.cache/imgclf", description="where downloads are cached")
 
     @model_validator(mode="after")

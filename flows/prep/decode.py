@@ -36,7 +36,11 @@ def _to_mode(im: Image.Image, channels: int) -> Image.Image:
 def decode(item: Union[str, bytes], size: int, channels: int) -> Union[np.ndarray, str]:
     """The image as C×size×size uint8, or a string saying why it cannot be read."""
     try:
-        if isinstance(item, str):
+        if isinstance(item, str) and "://" in item:  # a cluster node fetching its own
+            from lightning_modules.store import read_bytes
+
+            item = read_bytes(item)
+        elif isinstance(item, str):
             with open(item, "rb") as fh:
                 item = fh.read()
         if not item:

@@ -113,6 +113,9 @@ class FolderSource:
     max_pixels: int
     strict: bool
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # map(fn, items) in order elsewhere (cluster/decode.py: a Ray cluster's nodes); default:
+    # this machine's processes.
+    mapper: Optional[Callable[[Callable, list], list]] = None
     _pool: Optional[object] = None
 
     @property
@@ -129,6 +132,8 @@ class FolderSource:
         return (self.channels, self.size, self.size)
 
     def __enter__(self) -> "FolderSource":
+        if self.mapper is not None:
+            return self
         if self.workers > 1:
             self._pool = mp.get_context("spawn").Pool(self.workers, init_worker,
                                                       (self.max_pixels,))
@@ -149,10 +154,7 @@ class FolderSource:
         chunk = max(64, min(CHUNK, (32 << 20) // (self.channels * self.size * self.size)))
         for start in range(0, len(idx), chunk):
             picked = [items[i] for i in idx[start:start + chunk]]
-            args = [(b, self.size, self.channels)
-                    for b in read_bytes(self.source, [p for p, _ in picked])]
-            out = self._pool.map(decode_task, args, chunksize=16) if self._pool \
-                else [decode(*a) for a in args]  # type: ignore[attr-defined]
+            out = self._decode([p for p, _ in picked])
             bad = [(path, res) for (path, _), res in zip(picked, out) if isinstance(res, str)]
             if self.strict and bad:
                 raise DataError(f"{bad[0][0]}: {bad[0][1]} (--strict)")
@@ -162,9 +164,20 @@ class FolderSource:
                 np.empty((0, *self.shape()), dtype=np.uint8)
             yield x, np.array([lb for _, lb in good], dtype=np.int64), bad
 
+    def _decode(self, paths: list[str]) -> list:
+        if self.mapper is not None:  # each node reads its images itself
+            scheme = self.source.split("://", 1)[0] + "://" if not is_local(self.source) else ""
+            return self.mapper(decode_task, [(scheme + p, self.size, self.channels)
+                                             for p in paths])
+        args = [(b, self.size, self.channels) for b in read_bytes(self.source, paths)]
+        if self._pool is not None:
+            return self._pool.map(decode_task, args, chunksize=16)  # type: ignore[attr-defined]
+        return [decode(*a) for a in args]
+
 
 def folder_source(tree: Tree, source: str, size: Optional[int], channels: Optional[int],
-                  workers: int, max_pixels: int, strict: bool) -> FolderSource:
+                  workers: int, max_pixels: int, strict: bool,
+                  mapper: Optional[Callable[[Callable, list], list]] = None) -> FolderSource:
     """A scanned tree as a source; the image size and channels inferred when not given."""
     all_items = [it for items in tree.splits.values() for it in items]
     if size is None or channels is None:
@@ -175,4 +188,4 @@ def folder_source(tree: Tree, source: str, size: Optional[int], channels: Option
         path, why = tree.skipped[0]
         raise DataError(f"{path}: {why} (--strict; {len(tree.skipped)} such file(s))")
     return FolderSource(tree, source, size, channels, workers, max_pixels, strict,
-                        skipped=list(tree.skipped))
+                        skipped=list(tree.skipped), mapper=mapper)

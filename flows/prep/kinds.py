@@ -21,6 +21,7 @@ class PrepOptions(Protocol):
     channels: Optional[int]
     workers: Optional[int]
     max_pixels: int
+    ray_address: Optional[str]
     strict: bool
 
     def resolved_name(self) -> str: ...
@@ -68,9 +69,15 @@ def _folder_scan(source: str) -> Scan:
 
 def _folder_load(cfg: PrepOptions, source: str, tree: Optional[imagefolder.Tree]) -> Source:
     assert tree is not None
+    mapper = None
+    if cfg.ray_address:
+        from cluster.decode import cluster_mapper
+        from flows.prep.decode import init_worker
+
+        mapper = cluster_mapper(cfg.ray_address, init_worker, (cfg.max_pixels,))
     return imagefolder.folder_source(tree, source, cfg.image_size, cfg.channels,
                                      cfg.workers or os.cpu_count() or 1, cfg.max_pixels,
-                                     cfg.strict)
+                                     cfg.strict, mapper)
 
 
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",

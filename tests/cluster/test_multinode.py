@@ -213,3 +213,25 @@ def test_study_points_of_two_families_overlap_on_three_nodes(three_nodes, s3_buc
     assert [len(s) for s in spans.values()] == [2, 2], spans
     assert any(max(a[0], b[0]) < min(a[1], b[1])
                for a in spans["cnn"] for b in spans["dcnn"]), spans
+
+
+def test_an_image_folder_is_decoded_on_every_node_as_it_would_be_here(two_nodes, s3_bucket,
+                                                                      tmp_path):
+    """`imgclf prepare --ray-address`: the folder's images decoded by tasks on both worker
+    nodes, the shards written where prepare runs, byte for byte what local decoding writes."""
+    from ray.util.state import list_tasks
+
+    from tests.datagen import write_tree
+
+    cluster, _ = two_nodes
+    root = write_tree(tmp_path / "tree", classes=3, per_class=40, mode="RGB")
+    here = prepare(PrepConfig(dataset="imagefolder", source=str(root),
+                              store=str(tmp_path / "a"), workers=1))
+    there = prepare(PrepConfig(dataset="imagefolder", source=str(root),
+                               store=str(tmp_path / "b"), ray_address=cluster.address))
+    shards = {f: m["sha256"] for f, m in here.manifest["files"].items() if f.endswith(".npy")}
+    assert shards == {f: m["sha256"] for f, m in there.manifest["files"].items()
+                      if f.endswith(".npy")}
+    tasks = list_tasks(filters=[("func_or_class_name", "=", "_decode_piece")], detail=True,
+                       raise_on_missing_output=False)
+    assert len({t.node_id for t in tasks}) == 2, tasks
