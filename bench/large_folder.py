@@ -66,6 +66,7 @@ def measure(folder: Path, store: Path, name: str) -> dict:
                        str(folder), "--store", str(store)))
     train = peak(imgclf("train", "--dataset", name, "--model", "bp", "--epochs", "1",
                         "--store", str(store), "--in-process"))
+    assert prep[0] == 0 and train[0] == 0, f"{name}: prepare or train failed"
     return {"prepare": {"rc": prep[0], "seconds": prep[1], "peak_rss": prep[2]},
             "train": {"rc": train[0], "seconds": train[1], "peak_rss": train[2]}}
 
@@ -92,7 +93,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-large-") as tmp:
         root = Path(tmp)
-        tiny_bytes = generate(root / "tiny", 100, 20, args.side)
+        tiny_bytes = generate(root / "tiny", 600, 60, args.side)  # a few batches
         big_bytes = generate(root / "big", args.images, args.test, args.side, seed=1)
         tiny = measure(root / "tiny", root / "store", "tiny")
         big = measure(root / "big", root / "store", "big")

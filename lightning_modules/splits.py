@@ -1,4 +1,4 @@
-"""A prepared dataset's splits as the manifest lists them: shards of at most 128 MB (format 2,
+"""A prepared dataset's splits as the manifest lists them: shards of at most 64 MB (format 2,
 flows/prep/shards.py) or one file per array (format 1, datasets prepared before shards)."""
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ class FolderSource:
                                                                    list[tuple[str, str]]]]:
         """(images, labels, unreadable files) per chunk of the part's images at idx."""
         items = self.tree.splits[part]
-        chunk = max(64, min(CHUNK, (32 << 20) // (self.channels * self.size * self.size)))
+        chunk = max(64, min(CHUNK, (16 << 20) // (self.channels * self.size * self.size)))
         for start in range(0, len(idx), chunk):
             picked = [items[i] for i in idx[start:start + chunk]]
             out = self._decode([p for p, _ in picked])

@@ -12,7 +12,7 @@ import numpy as np
 from lightning_modules.store import join, write_npy
 
 # Shards suit local disks and object stores alike (S3 multipart parts, parallel reads).
-SHARD_BYTES = 128 * 2**20
+SHARD_BYTES = 64 * 2**20
 SAMPLES_PER_CLASS = 32  # kept for the card's grid (it shows 8 of them)
 Part = tuple[str, np.ndarray]  # (a source part: train, test or all; indices into it)
 Chunk = tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]  # (x, y, unreadable files)
