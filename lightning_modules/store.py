@@ -163,6 +163,19 @@ def read_bytes(url: str) -> bytes:
     return retrying(url, "reading", lambda: fs.cat_file(path))
 
 
+def sha256_of(url: str, copy_to: Optional[BinaryIO] = None) -> str:
+    """SHA-256 of the file at url, read block by block (memory stays bounded), each block also
+    written to copy_to when given."""
+    fs, path = filesystem(url)
+    sha = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            sha.update(block)
+            if copy_to is not None:
+                copy_to.write(block)
+    return sha.hexdigest()
+
+
 def read_json(url: str) -> Any | None:
     """Parsed JSON at url, or None when there is no such file."""
     fs, path = filesystem(url)

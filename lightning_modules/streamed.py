@@ -6,7 +6,6 @@ with one positioned read per image into its own buffer, so the process holds a b
 set, and nothing of the files counts as its memory."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -19,7 +18,7 @@ from torch.utils.data import Dataset
 
 from lightning_modules.errors import DataError
 from lightning_modules.splits import read_labels, shards
-from lightning_modules.store import filesystem, is_local, join
+from lightning_modules.store import filesystem, is_local, join, sha256_of
 
 log = logging.getLogger(__name__)
 # Training splits up to this size are held whole (fastest); larger ones are streamed.
@@ -32,32 +31,19 @@ def split_bytes(manifest: dict, split: str) -> int:
     return sum(int(manifest["files"][s["x"]]["bytes"]) for s in shards(manifest, split))
 
 
-def _sha256_file(path: str) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(8 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def _fetch(url: str, sha256: str, cache: Path) -> str:
     """The shard at url as a local file named by its SHA-256, fetched once per machine."""
     target = cache / f"{sha256}.npy"
     if target.exists():
         return str(target)
     cache.mkdir(parents=True, exist_ok=True)
-    fs, path = filesystem(url)
-    sha = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=cache, suffix=".part", delete=False) as out:
         try:
-            with fs.open(path, "rb") as f:
-                for block in iter(lambda: f.read(8 << 20), b""):
-                    sha.update(block)
-                    out.write(block)
+            digest = sha256_of(url, copy_to=out)
         except BaseException:
             os.unlink(out.name)
             raise
-    if sha.hexdigest() != sha256:
+    if digest != sha256:
         os.unlink(out.name)
         raise DataError(f"{url}: SHA-256 does not match the manifest (corrupt or tampered)")
     os.replace(out.name, target)  # ranks fetching the same shard: the last rename wins, alike
@@ -74,7 +60,7 @@ def local_shards(uri: str, manifest: dict, split: str, cache: Path) -> list[str]
             continue
         path = filesystem(join(uri, s["x"]))[1]
         if path not in _verified:
-            if _sha256_file(path) != meta["sha256"]:
+            if sha256_of(path) != meta["sha256"]:
                 raise DataError(f"{join(uri, s['x'])}: SHA-256 does not match the manifest "
                                 "(corrupt or tampered)")
             _verified.add(path)

@@ -1,7 +1,6 @@
 """prepare(cfg): raw source → split, normalised-stats, content-addressed dataset in a store."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -14,11 +13,11 @@ from typing import Optional
 import numpy as np
 
 from flows.config import PrepConfig
-from flows.progress import Bar
 from flows.prep import card, imagefolder
 from flows.prep.kinds import KINDS
 from flows.prep.shards import plan_splits, write_splits
 from flows.prep.sources import fetch_canonical
+from flows.progress import Bar
 from lightning_modules import layout
 from lightning_modules.errors import DataError
 from lightning_modules.store import (
@@ -30,6 +29,7 @@ from lightning_modules.store import (
     remove,
     remove_quietly,
     retrying,
+    sha256_of,
     write_bytes,
     write_json,
 )
@@ -66,16 +66,12 @@ def _source_and_fingerprint(cfg: PrepConfig) -> tuple[str, str, Optional[imagefo
 
 def _damage(uri: str, manifest: dict) -> Optional[str]:
     """The first file of a prepared dataset that is missing or differs from its manifest."""
-    fs, path = filesystem(uri)
     for rel, meta in sorted((manifest.get("files") or {}).items()):
-        sha = hashlib.sha256()
         try:
-            with fs.open(join(path, rel), "rb") as f:  # block by block: memory stays bounded
-                for block in iter(lambda: f.read(8 << 20), b""):
-                    sha.update(block)
+            digest = sha256_of(join(uri, rel))
         except FileNotFoundError:
             return f"{rel} is missing"
-        if sha.hexdigest() != meta.get("sha256"):
+        if digest != meta.get("sha256"):
             return f"{rel} does not match its SHA-256"
     return None if manifest.get("files") else "its manifest lists no files"
 
