@@ -1,6 +1,6 @@
 """Memory of an image folder larger than a tiny one: the peak resident memory of the largest
-process of `imgclf prepare` and of an in-process `imgclf train --model bp --epochs 1`, on a
-tiny folder and on a generated one (RGB PNGs, ten classes, train/ and test/), and training
+process of `imgclf prepare`, of an in-process `imgclf train --model bp --epochs 1` and of a
+two-worker DDP one (`--workers 2`, sampled), on a tiny folder and on a generated one (RGB PNGs, ten classes, train/ and test/), and training
 throughput with the images held and streamed from their shards, side by side.
 
     python bench/large_folder.py [--images 30000] [--test 3000] [--side 96] [--repeats 2]
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 from PIL import Image
 
 from bench_results import write
@@ -57,6 +58,26 @@ def peak(cmd: list[str]) -> tuple[int, float, int]:
     return int(out[0]), time.perf_counter() - started, int(out[1]) * 1024
 
 
+def sampled_peak(cmd: list[str], every: float = 0.1) -> tuple[int, float, int]:
+    """(exit status, seconds, the largest resident memory of any one process of cmd's tree,
+    sampled every `every` s): Ray's workers are the raylet's children, which rusage misses."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root, top = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            break
+        for p in tree:
+            try:
+                top = max(top, p.memory_info().rss)
+            except psutil.Error:
+                pass
+        time.sleep(every)
+    return proc.wait(), time.perf_counter() - started, top
+
+
 def imgclf(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "imgclf"), *args]
 
@@ -66,9 +87,13 @@ def measure(folder: Path, store: Path, name: str) -> dict:
                        str(folder), "--store", str(store)))
     train = peak(imgclf("train", "--dataset", name, "--model", "bp", "--epochs", "1",
                         "--store", str(store), "--in-process"))
-    assert prep[0] == 0 and train[0] == 0, f"{name}: prepare or train failed"
+    # Two DDP workers of one node (Ray Train), each streaming its half of the split.
+    ddp = sampled_peak(imgclf("train", "--dataset", name, "--model", "bp", "--epochs", "1",
+                              "--store", str(store), "--workers", "2", "--cpus-per-worker", "1"))
+    assert prep[0] == 0 and train[0] == 0 and ddp[0] == 0, f"{name}: prepare or train failed"
     return {"prepare": {"rc": prep[0], "seconds": prep[1], "peak_rss": prep[2]},
-            "train": {"rc": train[0], "seconds": train[1], "peak_rss": train[2]}}
+            "train": {"rc": train[0], "seconds": train[1], "peak_rss": train[2]},
+            "train_ddp2": {"rc": ddp[0], "seconds": ddp[1], "peak_rss": ddp[2]}}
 
 
 def throughput(store: Path, name: str, stream: bool, seed: int) -> float:

@@ -59,7 +59,7 @@ def evaluate_bundle(uri: str, light: bool = False) -> dict:
     sample = pred.info.get("config", {}).get("max_eval_samples")  # a study point's fixed sample
     test = PreparedData(pred.info["data_uri"], batch_size=1,
                         max_eval_samples=sample).split("test")
-    scores = test_metrics(pred, test.x, test.y)
+    scores = test_metrics(pred, test)
     file = layout.STUDY_PREDICTIONS if light else PREDICTIONS
     preds = write_npy(join(uri, file), scores.pop("predictions").astype("int16"))
     result = {"dataset": pred.info["dataset"], "family": pred.info["family"],

@@ -23,6 +23,8 @@ from lightning_modules.streamed import (
 )
 
 log = logging.getLogger(__name__)
+# Evaluation batches (as float32) are kept within this size, however large the images.
+EVAL_BATCH_BYTES = 32 * 2**20
 
 
 class MissingDatasetError(FileNotFoundError):
@@ -104,6 +106,12 @@ def augments(shape: tuple[int, int, int] | list[int]) -> bool:
     return shape[0] == 3
 
 
+def eval_batch(shape: tuple[int, ...] | list[int], cap: int = 1024) -> int:
+    """Images per evaluation batch: up to cap, fewer for large images, so a batch as the net
+    sees it (float32) stays within EVAL_BATCH_BYTES whatever the images' size."""
+    return max(1, min(cap, EVAL_BATCH_BYTES // (4 * int(np.prod(shape)))))
+
+
 class PreparedData(pl.LightningDataModule):
     """Reads the arrays once (checking each file's SHA-256 against the manifest)."""
 
@@ -113,12 +121,13 @@ class PreparedData(pl.LightningDataModule):
                  max_eval_samples: Optional[int] = None, stream: Optional[bool] = None,
                  cache_dir: str = DEFAULT_CACHE) -> None:
         super().__init__()
-        self.uri, self.batch_size, self.eval_batch_size = uri, batch_size, eval_batch_size
+        self.uri, self.batch_size = uri, batch_size
         self.resident = resident
         self.max_train_samples, self.seed = max_train_samples, seed
         self.max_eval_samples = max_eval_samples
         self.stream, self.cache_dir = stream, cache_dir
         self.manifest = load_manifest(uri)
+        self.eval_batch_size = eval_batch(self.shape, eval_batch_size)
         self.augment = augments(self.shape) if augment is None else augment
         self.mean = torch.tensor(self.manifest["mean"]).view(1, -1, 1, 1)
         self.std = torch.tensor(self.manifest["std"]).view(1, -1, 1, 1)
@@ -133,8 +142,9 @@ class PreparedData(pl.LightningDataModule):
         return self.manifest["classes"]
 
     def streams(self) -> bool:
-        """Whether the training split is read batch by batch from its shards (large sets)
-        rather than held whole (faster while it fits): stream, or by its size."""
+        """Whether the splits are read batch by batch from their shards (large sets) rather
+        than held whole (faster while they fit): stream, or by the training split's size (a
+        large set's validation tenth is no small thing to hold either)."""
         if self.stream is not None:
             return self.stream
         return split_bytes(self.manifest, "train") > IN_MEMORY_BYTES
@@ -149,12 +159,12 @@ class PreparedData(pl.LightningDataModule):
         return np.sort(rng.permutation(n)[:cap])
 
     def split(self, name: str) -> TensorBatches | StreamedBatches:
-        if name not in self.splits and name == "train" and self.streams():
-            keep = self._subset(name, int(self.manifest["splits"]["train"]["count"]))
+        if name not in self.splits and self.streams():
+            keep = self._subset(name, int(self.manifest["splits"][name]["count"]))
             self.splits[name] = streamed_split(self.uri, self.manifest, name,
                                                Path(self.cache_dir).expanduser(), keep)
-            log.info("%s: training images streamed from %d shard(s) of %.0f MB in all",
-                     self.uri, len(self.manifest.get("shards", {}).get(name, [])) or 1,
+            log.info("%s: %s images streamed from %d shard(s) of %.0f MB in all", self.uri,
+                     name, len(self.manifest.get("shards", {}).get(name, [])) or 1,
                      split_bytes(self.manifest, name) / 2**20)
         if name not in self.splits:
             x, y = read_split(self.uri, self.manifest, name)
@@ -177,7 +187,7 @@ class PreparedData(pl.LightningDataModule):
         indexes its batch there instead of copying it from the host."""
         for name in ("train", "val", "test"):
             if name == "val" and not self.manifest["splits"]["val"]["count"] \
-                    or name == "train" and self.streams():
+                    or self.streams():
                 continue
             part = self.split(name)
             self.splits[name] = TensorBatches(part.x.to(device), part.y.to(device))

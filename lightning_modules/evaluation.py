@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -17,27 +18,33 @@ from torchmetrics.classification import (
 
 from lightning_modules import metrics as M
 from lightning_modules.bundle import Predictor
+from lightning_modules.datamodule import TensorBatches, eval_batch
+from lightning_modules.streamed import StreamedBatches
 
 
-def test_metrics(pred: Predictor, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> dict:
-    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE and the predicted classes."""
+def test_metrics(pred: Predictor, part: TensorBatches | StreamedBatches,
+                 batch: Optional[int] = None) -> dict:
+    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE and the predicted classes,
+    over a split read batch by batch (held or streamed from its shards)."""
     n = len(pred.classes)
+    batch = batch or eval_batch(pred.shape)
     ms = {"acc": MulticlassAccuracy(n, average="micro"), "f1": MulticlassF1Score(n, average="macro"),
           "p": MulticlassPrecision(n, average=None), "r": MulticlassRecall(n, average=None),
           "f1c": MulticlassF1Score(n, average=None), "cm": MulticlassConfusionMatrix(n),
           "ece": MulticlassCalibrationError(n, n_bins=15, norm="l1")}
     preds = []
-    for i in range(0, len(y), batch):
-        probs = pred.probs(x[i:i + batch])
+    for i in range(0, len(part), batch):
+        x, y = part.__getitems__(torch.arange(i, min(i + batch, len(part))))
+        probs = pred.probs(x)
         preds.append(probs.argmax(dim=1))
         for m in ms.values():
-            m.update(probs, y[i:i + batch])
+            m.update(probs, y)
     out = {k: m.compute() for k, m in ms.items()}
     return {
         M.TEST_ACC: float(out["acc"]), M.TEST_F1: float(out["f1"]), M.TEST_ECE: float(out["ece"]),
         "per_class": {name: {"precision": float(out["p"][i]), "recall": float(out["r"][i]),
                              "f1": float(out["f1c"][i])} for i, name in enumerate(pred.classes)},
-        "confusion": out["cm"].tolist(), "test_count": int(len(y)),
+        "confusion": out["cm"].tolist(), "test_count": int(len(part)),
         "predictions": torch.cat(preds).numpy(),  # per test image, for paired tests
     }
 

@@ -141,3 +141,35 @@ def test_sharded_prep_keeps_the_statistics_and_counts_of_the_whole_split(sharded
     assert m["std"][0] == pytest.approx(float((x / 255.0).std()), abs=1e-6)
     assert m["splits"]["train"]["count"] == len(y) == sum(s["count"] for s in m["shards"]["train"])
     assert max(s["count"] for s in m["shards"]["train"]) == 50
+
+
+def test_evaluation_splits_stream_too_and_score_as_held(sharded, tmp_path):
+    """Validation and test splits above the held size are streamed like training's (a large
+    folder's tenth is still large), and the test metrics over them are the held split's."""
+    from lightning_modules.bundle import Predictor
+    from lightning_modules.config import ModelConfig
+    from lightning_modules.evaluation import test_metrics
+    from lightning_modules.nets import build_net
+    from lightning_modules.streamed import StreamedBatches
+
+    held = PreparedData(sharded, batch_size=8, stream=False)
+    streamed = PreparedData(sharded, batch_size=8, stream=True, cache_dir=str(tmp_path / "c"))
+    assert all(isinstance(streamed.split(s), StreamedBatches) for s in ("val", "test"))
+    assert not isinstance(held.split("test"), StreamedBatches)
+    info = {"shape": held.shape, "classes": held.classes, "mean": held.manifest["mean"],
+            "std": held.manifest["std"]}
+    torch.manual_seed(0)
+    pred = Predictor(build_net(ModelConfig(family="bp"), held.shape, len(held.classes)), info)
+    a = test_metrics(pred, held.split("test"), batch=7)
+    b = test_metrics(pred, streamed.split("test"))
+    assert a["confusion"] == b["confusion"] and a["test_count"] == b["test_count"] == 60
+    assert np.array_equal(a["predictions"], b["predictions"])
+
+
+def test_an_evaluation_batch_stays_small_however_large_the_images():
+    from lightning_modules.datamodule import EVAL_BATCH_BYTES, eval_batch
+
+    assert eval_batch((1, 28, 28)) == 1024  # small images: the cap
+    big = eval_batch((3, 224, 224))
+    assert 1 <= big < 1024 and big * 4 * 3 * 224 * 224 <= EVAL_BATCH_BYTES
+    assert eval_batch((3, 4096, 4096)) == 1  # never none
