@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import psutil
@@ -58,11 +59,14 @@ def peak(cmd: list[str]) -> tuple[int, float, int]:
     return int(out[0]), time.perf_counter() - started, int(out[1]) * 1024
 
 
-def sampled_peak(cmd: list[str], every: float = 0.1) -> tuple[int, float, int]:
+def sampled_peak(cmd: list[str], every: float = 0.1, log: Optional[Path] = None
+                 ) -> tuple[int, float, int]:
     """(exit status, seconds, the largest resident memory of any one process of cmd's tree,
-    sampled every `every` s): Ray's workers are the raylet's children, which rusage misses."""
+    sampled every `every` s): Ray's workers are the raylet's children, which rusage misses.
+    The command's output goes to log, if given."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = open(log, "w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if log else out)
     root, top = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from bench_results import write
 from large_folder import generate, imgclf, sampled_peak
@@ -40,10 +45,53 @@ def decode_nodes(address: str) -> dict[str, int]:
     ray.init(address=address, logging_level="ERROR")
     try:
         tasks = list_tasks(filters=[("func_or_class_name", "=", "_decode_piece")],
-                           limit=100_000, raise_on_missing_output=False)
+                           limit=10_000, raise_on_missing_output=False)
         return dict(Counter(str(t.node_id)[:8] for t in tasks))
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def s3_store() -> Iterator[str]:
+    """moto's S3 server on loopback, this process's environment (inherited by the cluster's
+    nodes and the commands) pointing the AWS SDK at it; yields a bucket's URL."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                       "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": "us-east-1"})
+    s3fs.S3FileSystem().mkdir("scale")
+    try:
+        yield "s3://scale"
+    finally:
+        server.stop()
+
+
+def train(store: str, address: str, workers: int, root: Path) -> dict:
+    """One epoch of bp by `workers` DDP workers spread over the nodes (a seed per count, so
+    none is a cached bundle); what it took and its bundle's figures."""
+    log = root / f"train-{workers}.log"
+    rc, seconds, rss = sampled_peak(imgclf(
+        "train", "--dataset", "scale", "--model", "bp", "--epochs", "1", "--seed", str(workers),
+        "--store", store, "--workers", str(workers), "--cpus-per-worker", "1", "--placement",
+        "SPREAD", "--ray-address", address, "--shard-cache", str(root / "shards")), log=log)
+    if rc:
+        raise SystemExit(f"train failed:\n{log.read_text()[-3000:]}")
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    latest = json.loads(fs.cat_file(f"{store}/models/scale/bp/latest.json"))
+    bundle = json.loads(fs.cat_file(f"{latest['uri']}/bundle.json"))
+    return {"workers": workers, "seconds": seconds, "largest_process_rss": rss,
+            "train_img_per_s": bundle["metrics"].get(M.IMG_PER_S),
+            "val_acc": bundle["metrics"].get(M.VAL_ACC), "workers_seen": bundle.get("workers")}
 
 
 def main() -> None:
@@ -59,27 +107,23 @@ def main() -> None:
         root = Path(tmp)
         folder = Path(args.folder) if args.folder else root / "folder"
         test = args.images // 10
-        started = time.perf_counter()
+        started, generated = time.perf_counter(), None  # None: a kept folder reused
         if not (folder / "train").exists():
             generate(folder, args.images - test, test, args.side)
-        generated = time.perf_counter() - started
+            generated = time.perf_counter() - started
         prep_here, here = timed(imgclf("prepare", "--dataset", "imagefolder", "--name", "scale",
                                        "--source", str(folder), "--store", str(root / "here")))
         state = root / "cluster.json"
-        info = local.up(args.nodes, cpus=1, dashboard_port=0, state=state)
-        try:
-            prep_there, there = timed(imgclf(
-                "prepare", "--dataset", "imagefolder", "--name", "scale", "--source",
-                str(folder), "--store", str(root / "there"), "--ray-address", info["address"]))
-            nodes = decode_nodes(info["address"])
-            train = sampled_peak(imgclf(
-                "train", "--dataset", "scale", "--model", "bp", "--epochs", "1", "--store",
-                str(root / "there"), "--workers", str(args.nodes), "--cpus-per-worker", "1",
-                "--placement", "SPREAD", "--ray-address", info["address"]))
-        finally:
-            local.down(state)
-        bundles = list((root / "there" / "models" / "scale" / "bp").glob("*/bundle.json"))
-        bundle = json.loads(bundles[0].read_text())
+        with s3_store() as store:  # nodes share a store as on a real cluster: s3://
+            info = local.up(args.nodes, cpus=1, dashboard_port=0, state=state)
+            try:
+                prep_there, there = timed(imgclf(
+                    "prepare", "--dataset", "imagefolder", "--name", "scale", "--source",
+                    str(folder), "--store", store, "--ray-address", info["address"]))
+                nodes = decode_nodes(info["address"])
+                trained = {n: train(store, info["address"], n, root) for n in (args.nodes, 1)}
+            finally:
+                local.down(state)
     decoded = args.images * 3 * args.side * args.side
     result = {"command": "python bench/scale_cluster.py " + " ".join(sys.argv[1:]),
               "images": args.images, "side": args.side, "nodes": args.nodes,
@@ -89,11 +133,7 @@ def main() -> None:
                                      "decode_tasks_per_node": nodes,
                                      "same_dataset_key": here["uri"].rsplit("/", 1)[-1]
                                      == there["uri"].rsplit("/", 1)[-1]},
-              "train_ddp": {"workers": args.nodes, "rc": train[0], "seconds": train[1],
-                            "largest_process_rss": train[2],
-                            "train_img_per_s": bundle["metrics"].get(M.IMG_PER_S),
-                            "val_acc": bundle["metrics"].get(M.VAL_ACC),
-                            "workers_seen": bundle.get("workers")}}
+              "train": list(trained.values())}
     write("scale_cluster", result)
     print(json.dumps(result, indent=2))
 

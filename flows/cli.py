@@ -9,7 +9,6 @@ import sys
 from cluster.config import TrainConfig, TuneConfig
 from flows.cli_options import add_model_options, model_from_args
 from flows.config import (
-    PROFILE_NAMES,
     EvalConfig,
     PipelineConfig,
     PrepConfig,
@@ -18,6 +17,7 @@ from flows.config import (
     StudyConfig,
 )
 from flows.console import report, setup_logging
+from flows.profiles import PROFILE_NAMES
 from flows.supervise import CHILD_ENV
 
 

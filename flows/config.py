@@ -172,11 +172,6 @@ class DatasetSpec(BaseModel):
                           seed=seed)
 
 
-# The pipeline's profiles (their settings: flows/profiles.py).
-PROFILE_NAMES = ("smoke", "default", "cifar", "full")
-ProfileName = Literal[PROFILE_NAMES]  # type: ignore[valid-type]
-
-
 class PipelineConfig(BaseModel):
     """The whole DAG: datasets × families, tuning budget, final training, study, publishing.
     Its defaults are the `default` profile; flows/profiles.py holds the others."""

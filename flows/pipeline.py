@@ -26,11 +26,11 @@ from flows.branches import (
 )
 from flows.claims import claims_table
 from flows.compare import compare_task, table_rows
-from flows.config import PipelineConfig, ProfileName
+from flows.config import PipelineConfig
 from flows.findings import depth_findings
 from flows.pipeline_plan import run_id
+from flows.profiles import ProfileName, resolve_sources
 from flows.profiles import build as build_profile
-from flows.profiles import resolve_sources
 from flows.progress import step
 from flows.publish import champion_markdown, champions_task, publish_task
 from flows.records import BranchRecord

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
-from flows.config import DatasetSpec, PipelineConfig, ProfileName
+from flows.config import DatasetSpec, PipelineConfig
 from flows.prep.kinds import KINDS
 
 # Where offline copies of the canonical datasets may live: $IMGCLF_OFFLINE_DATA, else
@@ -29,6 +29,8 @@ PROFILES: dict[str, dict[str, Any]] = {
              "space": {"presets": None},
              "study": True},
 }
+PROFILE_NAMES = tuple(PROFILES)
+ProfileName = Literal[PROFILE_NAMES]  # type: ignore[valid-type]
 
 
 def offline_dir() -> Path:
