@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ def machine() -> dict[str, Any]:
             "bf16_native": cpu_has_native_bf16(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(), "torch": torch.__version__}
+
+
+def command() -> str:
+    """How this benchmark was run, as a user would type it."""
+    return "python " + " ".join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def write(name: str, result: dict[str, Any]) -> str:

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_results import command, write
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 BIN = Path(sys.executable).parent
@@ -73,11 +75,10 @@ def main() -> None:
                  "--epochs", "1", flag]))
         runs["bare"].append(timed(bare))
     med = {k: round(statistics.median(v), 2) for k, v in runs.items()}
-    print(json.dumps({"model": args.model, "runs_s": {k: [round(x, 2) for x in v]
-                                                      for k, v in runs.items()},
-                      "median_s": med,
-                      "gap_s": {k: round(v - med["bare"], 2) for k, v in med.items()
-                                if k != "bare"}}, indent=2))
+    print(write("fixed_cost", {
+        "command": command(), "model": args.model,
+        "runs_s": {k: [round(x, 2) for x in v] for k, v in runs.items()}, "median_s": med,
+        "gap_s": {k: round(v - med["bare"], 2) for k, v in med.items() if k != "bare"}}))
     shutil.rmtree(store, ignore_errors=True)
 
 

@@ -6,7 +6,6 @@ Prints JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.testing.utilities import prefect_test_harness
 
+from bench_results import command, write
 from fixtures import idx_subset
 from flows.config import PipelineConfig
 from flows.pipeline import pipeline
@@ -44,9 +44,10 @@ def main() -> None:
                 id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     stages = {r.name: round(r.total_run_time.total_seconds(), 2)
               for r in sorted(runs, key=lambda r: r.start_time or r.expected_start_time)}
-    print(json.dumps({"family": args.family, "train_images": args.train,
-                      "trials": args.trials, "state": state.type.value,
-                      "total_s": round(total, 2), "stages_s": stages}, indent=2))
+    print(write("pipeline_stages", {
+        "command": command(), "family": args.family, "train_images": args.train,
+        "trials": args.trials, "state": state.type.value, "total_s": round(total, 2),
+        "stages_s": stages}))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,16 @@
-"""Benchmark dataset prep: `python bench/prepare.py` prints wall times as JSON.
+"""Benchmark dataset prep: `python bench/prepare.py` writes wall times to
+bench/results/prepare.json.
 
 Cases: MNIST from the offline IDX copy, the 60,000-file cifar10-jpeg tree, and a re-run of
 each (a cache hit). Each case uses a fresh temporary store, so the first run does all the work.
 """
 from __future__ import annotations
 
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
+from bench_results import command, write
 from flows.config import PrepConfig
 from flows.prep.build import prepare
 
@@ -30,7 +29,7 @@ def timed(cfg: PrepConfig) -> tuple[float, bool]:
 
 
 def main() -> None:
-    out = {"cpus": os.cpu_count(), "python": platform.python_version(), "cases": {}}
+    out: dict = {"cases": {}}
     for name, kw in CASES.items():
         with tempfile.TemporaryDirectory() as store:
             cfg = PrepConfig(store=store, **kw)
@@ -38,7 +37,7 @@ def main() -> None:
             again, hit2 = timed(cfg)
         out["cases"][name] = {"first_s": round(first, 2), "rerun_s": round(again, 2),
                               "rerun_cache_hit": hit2 and not hit1}
-    print(json.dumps(out, indent=2))
+    print(write("prepare", {"command": command(), **out}))
 
 
 if __name__ == "__main__":

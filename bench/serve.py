@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import json
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench_results import command, write
 from fixtures import idx_subset, png, random_bundle
 from flows.compare import build
 from flows.config import PrepConfig
@@ -152,7 +152,7 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-    print(json.dumps({"requests": args.requests, **out}, indent=2))
+    print(write("serve", {"command": command(), "requests": args.requests, **out}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bench_results import matmul_peak
+from bench_results import command, matmul_peak, write
 from cluster.config import TrainConfig
 from cluster.train_worker import IMG_PER_S, STARTUP_S
 from flows.config import PrepConfig
@@ -92,12 +92,13 @@ def main() -> None:
         out["families"][family] = {
             "precision_layout": cfg.compute.resolved(family, "cpu"),
             "pipeline_img_per_s": round(pipe, 1), "bare_img_per_s": round(bare, 1),
-            "ratio": round(pipe / bare, 3), "bare_runs": [round(b, 1) for b in bares], "startup_s": round(res.info["metrics"][STARTUP_S], 2),
+            "ratio": round(pipe / bare, 3), "bare_runs": [round(b, 1) for b in bares],
+            "startup_s": round(res.info["metrics"][STARTUP_S], 2),
             "pipeline_wall_s": round(wall, 1),
             "pipeline_share_of_peak": round(pipe * flops / peak, 3),
             "bare_share_of_peak": round(bare * flops / peak, 3)}
         print(json.dumps({family: out["families"][family]}), file=sys.stderr)
-    print(json.dumps(out, indent=2))
+    print(write("train", {"command": command(), **out}))
 
 
 if __name__ == "__main__":

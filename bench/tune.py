@@ -7,11 +7,11 @@ time of each, their ratio, trials stopped early, and mean CPU utilisation of eac
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
+from bench_results import command, write
 from cluster.config import (
     TuneConfig,
     apply_levers,
@@ -54,12 +54,13 @@ def main() -> None:
     tuned, tune_s, tune_cpu = timed(lambda: run_tune(cfg))
     configs = [apply_levers(cfg.base, r["params"], epochs=args.epochs) for r in tuned.trials]
     _, plain_s, plain_cpu = timed(lambda: [train(c) for c in configs])
-    print(json.dumps({"trials": args.trials, "epochs": args.epochs, "samples": args.samples,
-                      "tune_wall_s": round(tune_s, 1), "back_to_back_wall_s": round(plain_s, 1),
-                      "ratio_tune_over_plain": round(tune_s / plain_s, 3),
-                      "stopped_early": tuned.best.stopped_early,
-                      "tune_cpu_percent": tune_cpu, "back_to_back_cpu_percent": plain_cpu},
-                     indent=2))
+    print(write("tune", {
+        "command": command(), "trials": args.trials, "epochs": args.epochs,
+        "samples": args.samples, "tune_wall_s": round(tune_s, 1),
+        "back_to_back_wall_s": round(plain_s, 1),
+        "ratio_tune_over_plain": round(tune_s / plain_s, 3),
+        "stopped_early": tuned.best.stopped_early, "tune_cpu_percent": tune_cpu,
+        "back_to_back_cpu_percent": plain_cpu}))
 
 
 if __name__ == "__main__":

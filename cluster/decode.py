@@ -24,7 +24,9 @@ def cluster_mapper(address: Optional[str], init: Optional[Callable[..., None]] =
                    init_args: tuple = ()) -> Mapper:
     """map(fn, items) in order over the cluster's CPUs: pieces of a chunk as Ray tasks."""
     connect(address)
-    task = ray.remote(num_cpus=1)(_decode_piece)
+    # SPREAD: a chunk's pieces go to different nodes first (Ray's default packs short tasks
+    # onto the node that frees up first, which can leave the others idle).
+    task = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_decode_piece)
 
     def run(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         pieces = max(1, int(ray.cluster_resources().get("CPU", 1)) * 2)
