@@ -1,7 +1,8 @@
 """Memory of an image folder larger than a tiny one: the peak resident memory of the largest
 process of `imgclf prepare`, of an in-process `imgclf train --model bp --epochs 1` and of a
-two-worker DDP one (`--workers 2`, sampled), on a tiny folder and on a generated one (RGB PNGs, ten classes, train/ and test/), and training
-throughput with the images held and streamed from their shards, side by side.
+two-worker DDP one (`--workers 2`, sampled), on a tiny folder and on a generated one (RGB
+PNGs, ten classes, train/ and test/), and training throughput with the images held and
+streamed from their shards, side by side.
 
     python bench/large_folder.py [--images 30000] [--test 3000] [--side 96] [--repeats 2]
 
@@ -22,7 +23,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from bench_results import write
+from bench_results import command, write
 from lightning_modules import metrics as M
 
 CLASSES = 10
@@ -132,7 +133,7 @@ def main() -> None:
                 rates["streamed" if stream else "held"].append(
                     throughput(root / "store", "big", stream, seed=10 + 2 * r + stream))
     growth = {k: (big[k]["peak_rss"] - tiny[k]["peak_rss"]) / big_bytes for k in big}
-    result = {"command": "python bench/large_folder.py " + " ".join(sys.argv[1:]),
+    result = {"command": command(),
               "images": args.images, "test": args.test, "side": args.side,
               "decoded_bytes": big_bytes, "tiny_decoded_bytes": tiny_bytes,
               "tiny": tiny, "big": big, "growth_over_decoded": growth,

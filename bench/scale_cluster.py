@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from bench_results import write
+from bench_results import command, write
 from large_folder import generate, imgclf, sampled_peak
 from lightning_modules import metrics as M
 
@@ -125,7 +124,7 @@ def main() -> None:
             finally:
                 local.down(state)
     decoded = args.images * 3 * args.side * args.side
-    result = {"command": "python bench/scale_cluster.py " + " ".join(sys.argv[1:]),
+    result = {"command": command(),
               "images": args.images, "side": args.side, "nodes": args.nodes,
               "cpus_per_node": 1, "decoded_bytes": decoded, "generate_seconds": generated,
               "prepare_here": {"seconds": prep_here, "img_per_s": args.images / prep_here},

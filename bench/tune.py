@@ -7,6 +7,7 @@ time of each, their ratio, trials stopped early, and mean CPU utilisation of eac
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +62,7 @@ def main() -> None:
         "ratio_tune_over_plain": round(tune_s / plain_s, 3),
         "stopped_early": tuned.best.stopped_early, "tune_cpu_percent": tune_cpu,
         "back_to_back_cpu_percent": plain_cpu}))
+    shutil.rmtree(store, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A training split read batch by batch from its shards on local disk, for sets too large to
+"""A split read batch by batch from its shards on local disk, for sets too large to
 hold: a remote store's shards are fetched once into a content-addressed cache (verified while
 they arrive; the training processes of a node share the files and the OS's page cache), a
 local store's are read where they are (verified once per process). Each batch is gathered
@@ -21,7 +21,8 @@ from lightning_modules.splits import read_labels, shards
 from lightning_modules.store import filesystem, is_local, join, sha256_of
 
 log = logging.getLogger(__name__)
-# Training splits up to this size are held whole (fastest); larger ones are streamed.
+# A set whose training split is up to this size is held whole (fastest); a larger one has
+# every split streamed.
 IN_MEMORY_BYTES = 256 * 2**20
 DEFAULT_CACHE = "~/.cache/imgclf/shards"
 _verified: set[str] = set()  # local shard files hashed by this process

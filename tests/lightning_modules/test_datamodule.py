@@ -143,19 +143,21 @@ def test_sharded_prep_keeps_the_statistics_and_counts_of_the_whole_split(sharded
     assert max(s["count"] for s in m["shards"]["train"]) == 50
 
 
-def test_evaluation_splits_stream_too_and_score_as_held(sharded, tmp_path):
-    """Validation and test splits above the held size are streamed like training's (a large
-    folder's tenth is still large), and the test metrics over them are the held split's."""
+def test_evaluation_splits_stream_too_and_score_as_held(sharded, tmp_path, monkeypatch):
+    """A set whose training split is too large to hold has its validation and test splits
+    streamed too (a large folder's tenth is still large), and the test metrics over them are
+    the held split's."""
     from lightning_modules.bundle import Predictor
     from lightning_modules.config import ModelConfig
     from lightning_modules.evaluation import test_metrics
     from lightning_modules.nets import build_net
     from lightning_modules.streamed import StreamedBatches
 
-    held = PreparedData(sharded, batch_size=8, stream=False)
-    streamed = PreparedData(sharded, batch_size=8, stream=True, cache_dir=str(tmp_path / "c"))
-    assert all(isinstance(streamed.split(s), StreamedBatches) for s in ("val", "test"))
-    assert not isinstance(held.split("test"), StreamedBatches)
+    held = PreparedData(sharded, batch_size=8)
+    assert not any(isinstance(held.split(s), StreamedBatches) for s in ("train", "val", "test"))
+    monkeypatch.setattr("lightning_modules.datamodule.IN_MEMORY_BYTES", 1000)  # chosen by size
+    streamed = PreparedData(sharded, batch_size=8, cache_dir=str(tmp_path / "c"))
+    assert all(isinstance(streamed.split(s), StreamedBatches) for s in ("train", "val", "test"))
     info = {"shape": held.shape, "classes": held.classes, "mean": held.manifest["mean"],
             "std": held.manifest["std"]}
     torch.manual_seed(0)
