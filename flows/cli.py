@@ -55,19 +55,24 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from flows.evaluate import bundle_uri
     from flows.publish_model import publish_model
     from lightning_modules.store import normalize
 
     cfg = model_from_args(PublishConfig, args)
+    bundle_uri(cfg)  # no such model: said now, not after Prefect's temporary server started
     out = publish_model(cfg)
     print(json.dumps({**out, "serve": f"imgclf serve --store {normalize(cfg.store)}"}))
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    from flows.publish import previous_champion
     from flows.rollback import rollback
 
-    print(json.dumps(rollback(model_from_args(RollbackConfig, args))))
+    cfg = model_from_args(RollbackConfig, args)
+    previous_champion(cfg.store, cfg.dataset, cfg.family)  # none: said before Prefect starts
+    print(json.dumps(rollback(cfg)))
     return 0
 
 

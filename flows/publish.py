@@ -119,15 +119,20 @@ def update_champion(store: str, dataset: str, family: str, entry: dict, margin: 
             f"{entry[M.TEST_ACC]:.4f} beats {old_acc:.4f} + {margin}"}
 
 
+def previous_champion(store: str, dataset: str, family: str) -> list[dict]:
+    """The champions before the current one, oldest first; none is a DataError."""
+    current = read_json(champion_uri(store, dataset, family))
+    if not current or not current.get("previous"):
+        raise DataError(f"{dataset}/{family}: no previous champion to roll back to")
+    return current["previous"]
+
+
 def rollback_champion(store: str, dataset: str, family: str,
                       tracking: Optional[TrackingConfig] = None) -> dict:
     """Point back at the previous champion (its run folder was never removed), and the
     `champion` alias of its registered model when tracked."""
     uri = champion_uri(store, dataset, family)
-    current = read_json(uri)
-    if not current or not current.get("previous"):
-        raise DataError(f"{dataset}/{family}: no previous champion to roll back to")
-    *older, last = current["previous"]
+    *older, last = previous_champion(store, dataset, family)
     verify_run(last["run_uri"])
     write_json(uri, {**last, "since": time.time(), "previous": older})
     if tracking is not None:

@@ -144,7 +144,8 @@ def start_ray_head(tmp: Path, token: bool = True, auth_mode: str | None = None,
 
 
 def stop_ray_head(proc: subprocess.Popen) -> None:
-    stop_process_tree(proc, timeout=10)  # some of its workers outwait a SIGTERM: then killed
+    # `ray start --block` ends its processes on SIGTERM; workers that outwait it are killed.
+    stop_process_tree(proc, timeout=4)
     shutil.rmtree(proc.ray_tmp, ignore_errors=True)  # type: ignore[attr-defined]
 
 

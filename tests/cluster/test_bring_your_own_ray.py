@@ -29,8 +29,17 @@ def _one_line_error(out: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_train_and_tune_join_a_token_auth_head(ray_head, tiny_dataset):
-    _, env = ray_head
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """One token-auth head for the module, as a user keeps one running: each test joins it in
+    turn, after the runs of the tests before (stopped after the last)."""
+    address, env, proc = start_ray_head(tmp_path_factory.mktemp("head"))
+    yield address, env
+    stop_ray_head(proc)
+
+
+def test_train_and_tune_join_a_token_auth_head(head, tiny_dataset):
+    _, env = head
     store, _ = tiny_dataset
     out = imgclf(env, "train", "--store", store, "--model", "bp", "--batch-size", "64")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -47,8 +56,8 @@ def test_train_and_tune_join_a_token_auth_head(ray_head, tiny_dataset):
     assert json.loads(out.stdout.strip().splitlines()[-1])["trials"] == 1
 
 
-def test_missing_token_is_one_line_saying_what_to_set(ray_head, tiny_dataset, tmp_path):
-    _, env = ray_head
+def test_missing_token_is_one_line_saying_what_to_set(head, tiny_dataset, tmp_path):
+    _, env = head
     store, _ = tiny_dataset
     no_token = {**env, "HOME": str(tmp_path / "elsewhere")}
     started = time.monotonic()
@@ -57,10 +66,10 @@ def test_missing_token_is_one_line_saying_what_to_set(ray_head, tiny_dataset, tm
     assert "requires token authentication" in line and "RAY_AUTH_TOKEN" in line
 
 
-def test_unplaceable_workers_fail_in_bounded_time(ray_head, tiny_dataset):
+def test_unplaceable_workers_fail_in_bounded_time(head, tiny_dataset):
     """3 one-CPU workers on a 2-CPU cluster can never be placed: Ray's default would retry
     the worker-group start forever; the run fails after --start-timeout-s with its reason."""
-    _, env = ray_head
+    _, env = head
     store, _ = tiny_dataset
     started = time.monotonic()
     line = _one_line_error(imgclf(env, "train", "--store", store, "--model", "bp",

@@ -72,7 +72,9 @@ def _ray_descendants(proc: psutil.Process) -> list[psutil.Process]:
     return [p for p in proc.children(recursive=True) if "ray" in _cmd(p).lower()]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+# The guard (flows/supervise.py) turns SIGTERM and SIGHUP into the same stop as Ctrl-C; they
+# are checked on an in-process training below, Ctrl-C and SIGKILL (the guard gone) on Ray.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_signal_stops_a_training_and_every_ray_process_in_seconds(tiny_dataset, tmp_path,
                                                                    sig):
     store, _ = tiny_dataset
@@ -151,3 +153,30 @@ def test_ctrl_c_then_a_rerun_resumes_an_in_process_training(tiny_dataset, tmp_pa
     bundle = Path(json.loads(out.stdout.strip().splitlines()[-1])["bundle"])
     info = json.loads((bundle / INFO).read_text())
     assert [h["epoch"] for h in info["history"]] == list(range(1, 61))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_a_training_like_ctrl_c(tiny_dataset, tmp_path, sig):
+    """`kill` and a closed terminal: the run stops within seconds, without a traceback, and
+    leaves no process of its own behind."""
+    store, _ = tiny_dataset
+    proc = subprocess.Popen([str(BIN / "imgclf"), "train", "--store", store, "--model", "bp",
+                             "--epochs", "60", "--batch-size", "16"], env=_env(tmp_path),
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not _epochs_saved(store) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert len(tree) > 1, "the guard started no child"
+    started = time.monotonic()
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 128 + sig and "Traceback" not in err, err[-3000:]
+    _, alive = psutil.wait_procs(tree[1:], timeout=10)
+    left = [_cmd(p)[:120] for p in alive]
+    for p in alive:
+        p.kill()
+    assert not left, left

@@ -14,9 +14,10 @@ from lightning_modules.store import join
 from tests.datagen import random_bundle
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def published(tmp_path_factory):
-    """A run with two (untrained, real) models published over real MNIST test digits."""
+    """A run with two (untrained, real) models published over real MNIST test digits, shared by
+    the serving tests (a test that changes a store changes its own copy)."""
     from flows.config import PrepConfig
     from flows.prep.build import prepare
     from tests.conftest import shared_dataset
@@ -62,7 +63,7 @@ def start_server(store: str, *options: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("imgclf serve did not answer within 60 s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live(published):
     """`imgclf serve` (Granian) over the published run, on a loopback port."""
     from tests.conftest import stop_process_tree

@@ -75,3 +75,12 @@ def test_publishing_nothing_trained_is_one_line(tmp_path):
     assert out.stderr.strip().splitlines() == [
         f"imgclf publish: error: no trained 'cnn' model for 'mnist' in {tmp_path}; run imgclf "
         "train first"]
+
+
+@pytest.mark.slow  # the `imgclf` command, as users run it
+def test_rolling_back_with_no_previous_champion_is_one_line(tmp_path):
+    out = subprocess.run([str(BIN / "imgclf"), "rollback", "--store", str(tmp_path), "--family",
+                          "cnn"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "imgclf rollback: error: mnist/cnn: no previous champion to roll back to"]

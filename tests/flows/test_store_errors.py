@@ -75,7 +75,7 @@ def test_an_unwritable_store_is_refused_before_any_work(tmp_path):
 def test_a_dead_endpoint_is_retried_then_named(s3_endpoint, s3_bucket, src):
     dead = f"http://127.0.0.1:{_free_port()}"
     out = imgclf("prepare", "--source", src, "--store", f"{s3_bucket}/x",
-                 AWS_ENDPOINT_URL=dead, IMGCLF_STORE_RETRIES="2")
+                 AWS_ENDPOINT_URL=dead, IMGCLF_STORE_RETRIES="2", AWS_MAX_ATTEMPTS="1")
     one_line_error(out, f"{s3_bucket}/x", dead, "did not answer after 2 tries")
 
 
@@ -116,7 +116,7 @@ def test_an_outage_mid_prepare_leaves_nothing_half_visible(s3_endpoint, s3_bucke
                                     else {"down_from": cut}))
     try:
         out = imgclf("prepare", "--source", src, "--store", store, AWS_ENDPOINT_URL=proxy.url,
-                     AWS_MAX_ATTEMPTS="2", IMGCLF_STORE_RETRIES="2")
+                     AWS_MAX_ATTEMPTS="1", IMGCLF_STORE_RETRIES="2")
     finally:
         proxy.close()
     one_line_error(out, proxy.url, "did not answer after 2 tries")
