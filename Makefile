@@ -26,8 +26,10 @@ browser:
 	  || (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will be skipped"
 
+# Two workers, a test file each at a time: the slow layer mostly waits on the processes it
+# starts (Ray, Prefect, servers), so two files overlap well on two cores.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=30
 
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py

@@ -17,6 +17,15 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker gets a Ray temp dir of its own, as two machines would: a
+    head that one worker's test starts with `ray start` is not the head another worker's plain
+    run finds recorded on the machine (and joins)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix=f"r{worker}-", dir="/tmp")
+
+
 def shared_dataset(name: str) -> Path:
     path = SHARED / name
     if not path.exists():

@@ -32,7 +32,8 @@ def _holding(root: Path, needle: bytes) -> list[str]:
 def test_a_canary_secret_appears_in_no_log(s3_bucket, tmp_path):
     canary = f"canary-{uuid.uuid4().hex}"
     ray_tmp = Path(tempfile.mkdtemp(prefix="rays-", dir="/tmp"))  # short: AF_UNIX paths
-    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": canary, "TMPDIR": str(ray_tmp)}
+    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": canary, "TMPDIR": str(ray_tmp),
+           "RAY_TMPDIR": str(ray_tmp)}
     env.pop("RAY_ADDRESS", None)
     store = f"{s3_bucket}/secret"
     src = idx_subset(shared_dataset("mnist"), tmp_path / "digits", 300, 60)

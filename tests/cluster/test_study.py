@@ -13,8 +13,9 @@ from flows.study import study
 
 @pytest.mark.slow  # real trainings on Ray
 def test_one_lever_sweep_writes_plot_json_and_findings(local_ray, prefect_harness):
-    # One CPU per training: the local Ray's two CPUs hold two points at once.
-    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 2000,
+    # One CPU per training: the local Ray's two CPUs hold two points at once. Points of a few
+    # seconds: the second Ray worker (started on demand) joins while the first still trains.
+    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 6000,
                             "epochs": 2, "model": {"family": "bp", "preset": "small"},
                             "optim": {"batch_size": 32}, "scaling": {"cpus_per_worker": 1}},
                       plan={"levers": ["dropout"], "dropout_grid": [0.0, 0.5], "seeds": 2})
@@ -35,7 +36,7 @@ def test_one_lever_sweep_writes_plot_json_and_findings(local_ray, prefect_harnes
     infos = [json.loads(p.read_text())
              for p in Path(local_ray, "models", "mnist", "bp").glob("*/bundle.json")]
     spans = sorted(tuple(i["steps_span"]) for i in infos
-                   if i["config"]["max_train_samples"] == 2000 and i["config"]["epochs"] == 2)
+                   if i["config"]["max_train_samples"] == 6000 and i["config"]["epochs"] == 2)
     assert len(spans) == 6, spans  # the base (dropout 0.1), 0.0 and 0.5; two seeds each
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans
     assert study(cfg) == uri  # a re-run reuses every trained and evaluated point
