@@ -23,7 +23,14 @@ def pytest_configure(config: pytest.Config) -> None:
     run finds recorded on the machine (and joins)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
-        os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix=f"r{worker}-", dir="/tmp")
+        config.ray_tmpdir = tempfile.mkdtemp(prefix=f"r{worker}-", dir="/tmp")  # type: ignore
+        os.environ["RAY_TMPDIR"] = config.ray_tmpdir  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The worker's Ray temp dir goes with it (every Ray the tests started has ended)."""
+    if getattr(config, "ray_tmpdir", None):
+        shutil.rmtree(config.ray_tmpdir, ignore_errors=True)
 
 
 def shared_dataset(name: str) -> Path:
