@@ -58,6 +58,7 @@ def s3_endpoint():
     env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     old = {k: os.environ.get(k) for k in env}
+    _end_this_process_ray()  # its workers were started without the endpoint's environment
     os.environ.update(env)
     yield url
     server.stop()
@@ -66,6 +67,17 @@ def s3_endpoint():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+def _end_this_process_ray() -> None:
+    """A Ray an earlier test started in this process (kept for the next tests) ends here: its
+    workers hold the environment of when it started (a run of this test's would reuse it)."""
+    import ray
+
+    if ray.is_initialized():
+        from cluster.connect import disconnect
+
+        disconnect()
 
 
 @pytest.fixture
