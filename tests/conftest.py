@@ -28,8 +28,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The worker's Ray temp dir goes with it (every Ray the tests started has ended)."""
+    """The worker's Ray temp dir goes with it, after the Ray a test left in this process ended
+    (it would write there again at exit)."""
     if getattr(config, "ray_tmpdir", None):
+        _end_this_process_ray()
         shutil.rmtree(config.ray_tmpdir, ignore_errors=True)
 
 
