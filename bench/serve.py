@@ -59,20 +59,29 @@ def publish(tmp: Path) -> tuple[str, str]:
     return store, data
 
 
-def start(store: str) -> tuple[subprocess.Popen, int]:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [str(Path(sys.executable).parent / "imgclf"), "serve", "--store", store, "--port",
-           str(port), "--header-timeout-s", str(HEADER_TIMEOUT_S)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        return s.getsockname()[1]
+
+
+def answering(proc: subprocess.Popen, port: int) -> tuple[subprocess.Popen, int]:
+    """(proc, port) once the page answers on the port; the server killed if it never does."""
     for _ in range(300):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/models", timeout=2).status_code == 200:
                 return proc, port
         except httpx.HTTPError:
             time.sleep(0.2)
+    proc.kill()
     raise RuntimeError("imgclf serve did not start")
+
+
+def start(store: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "imgclf"), "serve", "--store", store, "--port",
+           str(port), "--header-timeout-s", str(HEADER_TIMEOUT_S)]
+    return answering(subprocess.Popen(cmd, stdout=subprocess.DEVNULL), port)
 
 
 def percentiles(ms: list[float]) -> dict:

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench_results import command, write
+from serve import answering, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("bp", "cnn")
@@ -60,21 +60,11 @@ def publish(tree: Path, tmp: Path) -> str:
 
 
 def serve(tree: Path, store: str) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(tree), "IMGCLF_CHILD": "1"}  # no guard: the CLI
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--store", store,
-                             "--port", str(port)], cwd=tree, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/models", timeout=2).status_code == 200:
-                return proc, port
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    sys.exit(f"the server at {tree} did not start")
+    return answering(subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve", "--store", store, "--port", str(port)],
+        cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
 
 
 def p50_ms(port: int, digit: bytes, family: str, n: int) -> float:

@@ -68,19 +68,14 @@ def test_publish_refuses_a_bundle_whose_weights_were_altered(tiny_dataset):
 
 
 @pytest.mark.slow  # the `imgclf` command, as users run it
-def test_publishing_nothing_trained_is_one_line(tmp_path):
-    out = subprocess.run([str(BIN / "imgclf"), "publish", "--store", str(tmp_path), "--model",
-                          "cnn"], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("args, error", [
+    (["publish", "--model", "cnn"],
+     "imgclf publish: error: no trained 'cnn' model for 'mnist' in {store}; run imgclf train "
+     "first"),
+    (["rollback", "--family", "cnn"],
+     "imgclf rollback: error: mnist/cnn: no previous champion to roll back to")])
+def test_nothing_to_publish_or_roll_back_is_one_line(tmp_path, args, error):
+    out = subprocess.run([str(BIN / "imgclf"), *args, "--store", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.strip().splitlines() == [
-        f"imgclf publish: error: no trained 'cnn' model for 'mnist' in {tmp_path}; run imgclf "
-        "train first"]
-
-
-@pytest.mark.slow  # the `imgclf` command, as users run it
-def test_rolling_back_with_no_previous_champion_is_one_line(tmp_path):
-    out = subprocess.run([str(BIN / "imgclf"), "rollback", "--store", str(tmp_path), "--family",
-                          "cnn"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.strip().splitlines() == [
-        "imgclf rollback: error: mnist/cnn: no previous champion to roll back to"]
+    assert out.stderr.strip().splitlines() == [error.format(store=tmp_path)]
