@@ -1,5 +1,5 @@
 """How a study point's seconds grow with its network's FLOPs: the study's budget
-(flows/study_plan.py FLOPS_EXPONENT) scales a point's cost by (FLOPs / the recipe's) ** e.
+(flows/study_budget.py FLOPS_EXPONENT) scales a point's cost by (FLOPs / the recipe's) ** e.
 Reads a finished study's store: every point's training seconds (bundle.json `wall_seconds`)
 plus its light evaluation (study_metrics.json `eval_seconds`), averaged per (dataset, family,
 structure) at the recipe's batch size, and fits e by least squares on log ratios to each

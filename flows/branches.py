@@ -172,26 +172,22 @@ def budget_lines(cfg: PipelineConfig, records: list[BranchRecord], plan_note: Op
     return lines
 
 
-def study_branches(cfg: PipelineConfig, records: list[BranchRecord]
-                   ) -> tuple[dict[str, str], dict[tuple[str, str], dict]]:
-    """`--study`: one study over every trained dataset and family, after the branches (all its
-    points submitted at once, as `imgclf study --datasets --families` does); returns its
-    figures for the report and the results by (dataset, family)."""
+def study_branches(cfg: PipelineConfig, records: list[BranchRecord]) -> dict[str, str]:
+    """`--study`: one study over every trained dataset and family, after the branches, as
+    `imgclf study --datasets --families` runs it; returns its figures for the report."""
     ok = [r for r in records if not r.error]
     if not cfg.study or not ok:
-        return {}, {}
+        return {}
     datasets = list(dict.fromkeys(r.dataset for r in ok))
     families = list(dict.fromkeys(r.family for r in ok))
-    one = study_config(cfg, datasets[0], families[0])
-    many = len(datasets) * len(families) > 1
-    sweep = one.model_copy(update={"datasets": datasets, "families": families}) if many else one
+    sweep = study_config(cfg, datasets[0], families[0]).model_copy(
+        update={"datasets": datasets, "families": families, "budget_s": cfg.study_budget_s})
     uri, err = outcome(study(sweep, return_state=True))
     if not uri:
         step(get_run_logger(), "the study failed: %s", err)
-        return {}, {}
-    results = (read_json(join(uri, "study.json")) or {}).get("results", {})
-    if not many:
-        return {f"study_{datasets[0]}_{families[0]}.png": join(uri, "study.png")}, \
-            {(datasets[0], families[0]): results}
-    return ({f"study-{ds}.png": join(uri, f"study-{ds}.png") for ds in results},
-            {(ds, fam): r for ds, fams in results.items() for fam, r in fams.items()})
+        return {}
+    data = read_json(join(uri, "study.json")) or {}
+    raced = {r["dataset"] for r in data.get("levers", []) if r["race"]}
+    names = [f"depth-{ds}.png" for ds in datasets] + [f"levers-{ds}.png" for ds in datasets
+                                                      if ds in raced]
+    return {f"study-{n}": join(uri, n) for n in names}

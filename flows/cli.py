@@ -92,7 +92,8 @@ def _study(args: argparse.Namespace) -> int:
     from flows.study import study
 
     uri = study(model_from_args(StudyConfig, args))
-    print(json.dumps({"uri": uri, "json": f"{uri}/study.json", "plot": f"{uri}/study.png"}))
+    print(json.dumps({"uri": uri, "json": f"{uri}/study.json",
+                      "findings": f"{uri}/findings.md"}))
     return 0
 
 
@@ -173,7 +174,7 @@ COMMANDS = {
     "rollback": (RollbackConfig, _rollback, "point a champion back at the previous one (the "
                  "page serves it at once; the MLflow alias `champion` moves back too)"),
     "tune": (TuneConfig, _tune, "tune the study's levers with Ray Tune (ASHA)"),
-    "study": (StudyConfig, _study, "sweep each lever alone over a grid, several seeds"),
+    "study": (StudyConfig, _study, "does deeper classify better, and does each lever help? trained models, raced levers, corrected tests"),
     "pipeline": (PipelineConfig, _pipeline, "the whole DAG: prep, tune, train, evaluate, "
                  "publish, compare"),
     "cluster": (None, _cluster, "a local multi-node Ray cluster on this machine: up/down/status"),

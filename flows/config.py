@@ -106,26 +106,34 @@ class PublishConfig(EvalConfig):
 
 
 class StudyPlan(BaseModel):
-    """The grids of the one-lever-at-a-time study: what `imgclf study` and the pipeline's study
-    sweep (the pipeline's options carry a `--study-` prefix)."""
+    """The levers of the study and how they are judged: what `imgclf study` and the pipeline's
+    study race (the pipeline's options carry a `--study-` prefix). Every grid also holds the
+    family's recipe value (added where missing)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    levers: list[Lever] = Field(list(LEVERS), min_length=1, description="levers to sweep")
-    seeds: int = Field(3, gt=0, le=20, description="seeds per grid point")
+    levers: list[Lever] = Field(list(LEVERS), min_length=1, description="levers to race")
+    seeds: int = Field(3, gt=0, le=20, description="seeds of each depth model and of each "
+                       "confirmation arm (the races train on other seeds)")
     lr_grid: Optional[list[float]] = Field(
-        None, min_length=1, description="learning rates (default: the base's × 0.1, 0.3, 1, 3, "
-        "10: each family around its own recipe)")
+        None, min_length=1, description="learning rates (default: the recipe's × 0.1, 0.3, 1, "
+        "3, 10: each family around its own)")
     batch_size_grid: list[int] = Field([32, 64, 128, 256], min_length=1, description="batch sizes")
-    activation_grid: list[Activation] = Field(["relu", "leaky_relu", "elu", "tanh", "sigmoid"],
-                                              min_length=1, description="activations")
+    batch_lr_rule: Literal["linear", "sqrt"] = Field(
+        "sqrt", description="the batch-size lever scales the recipe's learning rate by "
+        "(batch / recipe batch) to this power's rule: linear (1) or sqrt (1/2); every batch "
+        "trains the same epochs")
+    activation_grid: list[Activation] = Field(
+        ["relu", "gelu", "leaky_relu", "elu", "tanh", "sigmoid"], min_length=1,
+        description="activations")
     structure_grid: Optional[list[str]] = Field(None, description="presets (default: the "
                                                 "family's CPU-sized ones)")
     dropout_grid: list[float] = Field([0.0, 0.1, 0.3, 0.5], min_length=1, description="dropouts")
+    eta: int = Field(2, ge=2, le=8, description="successive halving: the best 1/eta of a rung "
+                     "go on to a rung eta times larger")
     eval_samples: Optional[int] = Field(
-        2000, gt=0, description="validate and test every point on one fixed sample of this many "
-        "images of each split, the same for all points so that they compare (none: the whole "
-        "splits)")
+        2000, gt=0, description="race points validate on one fixed sample of this many "
+        "validation images (depth models and confirmations: the whole splits)")
 
 
 class StudyConfig(BaseModel):
@@ -141,9 +149,9 @@ class StudyConfig(BaseModel):
     families: Optional[list[Family]] = Field(
         None, description="study these families, each from its recipe (default: the base's)")
     budget_s: Optional[float] = Field(
-        None, gt=0, description="wall seconds the whole study may take: each (dataset, family) "
-        "gets the training images and epochs per point that fit, from its measured speed "
-        "(default: the configured sizes)")
+        None, gt=0, description="wall seconds the whole study may take: depth models, races "
+        "and confirmations get the sizes that fit, from each (dataset, family)'s measured "
+        "speed; what does not fit is reported as not tested (default: the base's sizes)")
 
 
 class DatasetSpec(BaseModel):
@@ -230,8 +238,11 @@ class PipelineConfig(BaseModel):
     champion_margin: float = Field(
         0.0, ge=0, le=1, description="test accuracy a new model must add to become champion")
     study: bool = Field(False, description="also run the one-lever-at-a-time study")
-    study_plan: StudyPlan = Field(StudyPlan(seeds=1), description="the study's grids",
+    study_plan: StudyPlan = Field(StudyPlan(), description="the study's levers and seeds",
                                   json_schema_extra={"cli_prefix": "study_"})
+    study_budget_s: Optional[float] = Field(
+        None, gt=0, description="wall seconds the study may take after the branches (default: "
+        "the final trainings' sizes)")
     run_id: Optional[Name] = Field(None, description="run folder name (default: from the inputs)")
     tracking: TrackingConfig = Field(TrackingConfig(), description="MLflow tracking")
 

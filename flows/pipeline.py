@@ -24,10 +24,8 @@ from flows.branches import (
     study_branches,
     tune_all,
 )
-from flows.claims import claims_table
 from flows.compare import compare_task, table_rows
 from flows.config import PipelineConfig
-from flows.findings import depth_findings
 from flows.pipeline_plan import run_id
 from flows.profiles import ProfileName, resolve_sources
 from flows.profiles import build as build_profile
@@ -147,11 +145,7 @@ def run_pipeline(cfg: PipelineConfig, store: str, storage_block: str) -> str:
     if all(r.error for r in records):  # no model to publish: the next trigger tries again
         raise UserError("every branch failed: " + "; ".join(f"{r.key}: {r.error}"
                                                              for r in records))
-    studies, studied = study_branches(cfg, records)
-    if studied:
-        create_markdown_artifact(key="study-depth", markdown=depth_findings(studied) + "\n" +
-                                 claims_table(studied, cfg.study_plan.levers),
-                                 description="the original study's claims, tested")
+    studies = study_branches(cfg, records)  # its findings are an artifact of the study's own
     notes = budget_lines(cfg, records, plan_note, time.monotonic() - started) + \
         list(dict.fromkeys(r.budget_note for r in records if r.budget_note)) + \
         [f"dataset {n} failed: {e}" for n, e in failed.items()]

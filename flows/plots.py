@@ -9,6 +9,7 @@ from typing import Any, Callable, TypeVar
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lightning_modules import metrics as M  # noqa: E402
@@ -53,32 +54,6 @@ def confusion_png(cm: list[list[int]], classes: list[str], title: str) -> bytes:
     return _png(fig)
 
 
-def _lever_axis(ax, points: list[dict], base: float | None, fontsize: int) -> None:
-    """Test accuracy (mean ± std over seeds) against a lever's values; the base's mean (the
-    recipe every value departs from) as a dashed line."""
-    ax.errorbar(range(len(points)), [p["mean"] for p in points],
-                yerr=[p["std"] for p in points], marker="o", capsize=3)
-    ax.set_xticks(range(len(points)), [f"{p['value']:.3g}" if isinstance(p["value"], float)
-                                       else str(p["value"]) for p in points],
-                  rotation=30, ha="right", fontsize=fontsize)
-    if base is not None:
-        ax.axhline(base, color="grey", linestyle="--", linewidth=0.8, label="base")
-    ax.grid(alpha=0.3)
-
-
-@one_at_a_time
-def lever_panels(results: dict[str, list], title: str, base: float | None = None) -> bytes:
-    """One panel per lever: test accuracy (mean ± std over seeds) against the lever's values."""
-    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.2), squeeze=False,
-                             layout="constrained")
-    for ax, (lever, points) in zip(axes[0], results.items()):
-        _lever_axis(ax, points, base, 8)
-        ax.set_title(lever, fontsize=10)
-        ax.set_ylabel("test accuracy")
-    fig.suptitle(title, fontsize=10)
-    return _png(fig)
-
-
 @one_at_a_time
 def curves_png(series: dict[str, list[dict]], title: str = "training curves") -> bytes:
     """Validation accuracy and loss per epoch, one line per labelled history."""
@@ -117,25 +92,79 @@ def scatter_png(points: list[tuple[str, float, float]], xlabel: str, title: str,
 
 
 @one_at_a_time
-def dataset_panels(by_family: dict[str, dict[str, list]], title: str,
-                   bases: dict[str, float] | None = None) -> bytes:
-    return _png(dataset_figure(by_family, title, bases))
+def depth_png(rows: list[dict], title: str) -> bytes:
+    """A dataset's depth models: validation accuracy per epoch, a thin line per seed and the
+    family's colour; the y-range shared and within [0, 1]."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.4), layout="constrained")
+    for n, r in enumerate(rows):
+        colour = f"C{n}"
+        for i, curve in enumerate(r["val_curve"]):
+            ax.plot(range(1, len(curve) + 1), curve, color=colour, marker="o", markersize=3,
+                    linewidth=1, alpha=0.8,
+                    label=f"{r['family']} ({r['epochs']} ep.)" if i == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel("validation accuracy")
+    ax.set_ylim(*_ylim([v for r in rows for c in r["val_curve"] for v in c]))
+    ax.grid(alpha=0.3)
+    if any(r["val_curve"] for r in rows):
+        ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
 
 
-def dataset_figure(by_family: dict[str, dict[str, list]], title: str,
-                   bases: dict[str, float] | None = None):
-    """One figure per dataset: a row per lever, a column per family, each panel its test
-    accuracy (mean ± std over seeds) against the lever's values, the family's base dashed.
-    Constrained layout: titles and tick labels never overlap."""
-    families = list(by_family)
-    levers = list(dict.fromkeys(lv for r in by_family.values() for lv in r))
-    fig, axes = plt.subplots(len(levers), len(families), squeeze=False, layout="constrained",
-                             figsize=(3.2 * len(families), 2.6 * len(levers)))
-    for row, lever in enumerate(levers):
-        for col, fam in enumerate(families):
+def _ylim(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return 0.0, 1.0
+    lo, hi = min(values), max(values)
+    pad = max(0.01, (hi - lo) * 0.1)
+    return max(0.0, lo - pad), min(1.0, hi + pad)
+
+
+def _race_axis(ax, lever: dict, fontsize: int) -> list[float]:
+    """Validation accuracy of each value at each rung it raced (darker: larger rung), the
+    recipe's value marked with a star, the chosen one's label in bold."""
+    values = [str(v) for v in lever["values"]]
+    ys = []
+    rungs = [g for g in lever["race"] if g["results"]]
+    for k, g in enumerate(rungs):
+        shade = 0.35 + 0.65 * (k + 1) / len(rungs)
+        xs = [values.index(str(x["value"])) for x in g["results"]]
+        vs = [x["val_acc"] for x in g["results"]]
+        ys += vs
+        ax.scatter(xs, vs, color=(0.1, 0.3, 0.7, shade), s=18,
+                   label=f"{g['images']:,}×{g['epochs']}")
+        rec = [v for x, v in zip(g["results"], vs) if str(x["value"]) == str(lever["recipe"])]
+        if rec:
+            ax.scatter([values.index(str(lever["recipe"]))], rec, marker="*", s=90,
+                       color="darkorange", zorder=3)
+    ax.set_xticks(range(len(values)), values, rotation=30, ha="right", fontsize=fontsize)
+    for tick in ax.get_xticklabels():
+        if tick.get_text() == str(lever["chosen"]):
+            tick.set_fontweight("bold")
+    ax.grid(alpha=0.3)
+    return ys
+
+
+@one_at_a_time
+def levers_png(levers: list[dict], title: str) -> bytes:
+    """A dataset's races: a row per family, a column per lever, the y-range shared by a row
+    and within [0, 1]; the recipe's value a star, the winner's label bold."""
+    families = list(dict.fromkeys(r["family"] for r in levers))
+    names = list(dict.fromkeys(r["lever"] for r in levers))
+    fig, axes = plt.subplots(len(families), len(names), squeeze=False, layout="constrained",
+                             figsize=(3.0 * len(names), 2.5 * len(families)))
+    for row, fam in enumerate(families):
+        ys = []
+        for col, name in enumerate(names):
             ax = axes[row][col]
-            _lever_axis(ax, by_family[fam].get(lever, []), (bases or {}).get(fam), 7)
-            ax.set_title(f"{fam}: {lever}", fontsize=9)
-        axes[row][0].set_ylabel("test accuracy", fontsize=8)
+            lever = next((r for r in levers if r["family"] == fam and r["lever"] == name), None)
+            if lever is not None:
+                ys += _race_axis(ax, lever, 7)
+            ax.set_title(f"{fam}: {name}", fontsize=9)
+        lim = _ylim(ys)
+        for ax in axes[row]:
+            ax.set_ylim(*lim)
+        axes[row][0].set_ylabel("validation accuracy", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return fig
+    return _png(fig)

@@ -1,119 +1,105 @@
-"""A study that must end within --budget-s: one short calibration training per (dataset,
-family) measures its speed, then flows/study_plan.py sizes every point of it alike."""
+"""A study's plan: with --budget-s, one short calibration training per (dataset, family)
+measures its speed and flows/study_plan.py splits the budget; without, the base's sizes."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any
 
 from prefect import get_run_logger
 
+from cluster.config import TrainConfig
 from flows.config import StudyConfig
 from flows.progress import step
-from flows.study_plan import Speed, point_seconds, relative_cost, shape, slowdown
-from flows.evaluate import evaluate_task
+from flows.study_plan import Plan, Speed, machine_seconds, plan
+from flows.study_race import Size
 from flows.train import check_data, train_task
-from lightning_modules import layout
 from lightning_modules import metrics as M
 from lightning_modules.bundle import INFO
-from lightning_modules.nets import forward_flops
+from lightning_modules.nets import FAMILIES, forward_flops
 from lightning_modules.store import join, read_json
 
 CALIBRATION_IMAGES = 2000
+# A training's seconds outside its own process's work once Ray's workers are warm (the task's
+# scheduling, the bundle's write): the pipeline's measured figure (flows.config
+# PipelineConfig.overhead_seconds). The calibration's own start is cold and would overstate it.
+WARM_OVERHEAD_S = 3.0
+# Kept from the budget for the findings, the figures and the statistics after the last point.
+FINISH_S = 20.0
+# A point's seconds grow slower than its network's FLOPs (wider layers run at more FLOP/s):
+# seconds ∝ FLOPs ** this, fitted to a whole study's points by bench/study_point_cost.py.
+FLOPS_EXPONENT = 0.7
 
 
-def calibration(sub: StudyConfig) -> StudyConfig:
-    """The study's base on a small sample for one epoch: a speed measurement."""
-    return sub.model_copy(update={"base": sub.base.model_copy(update={
-        "max_train_samples": CALIBRATION_IMAGES, "epochs": 1})})
+def relative_cost(flops: float, base_flops: float) -> float:
+    """A point's cost in recipe points, from its network's forward FLOPs and the recipe's."""
+    return (flops / base_flops) ** FLOPS_EXPONENT if base_flops > 0 else 1.0
 
 
-@dataclass
-class Budget:
-    subs: list[StudyConfig]      # resized to fit
-    notes: list[str]             # why, one per study
-    point_s: dict[int, float]    # a point's planned seconds per study (longest submitted first)
-    planned_s: float             # the study's planned end, seconds from its start
+def counts(base: TrainConfig) -> dict[str, int]:
+    _, manifest = check_data(base)
+    splits = manifest["splits"]
+    n = min(splits["train"]["count"], base.max_train_samples or 1 << 62)
+    return {"train": n, "val": splits["val"]["count"], "test": splits["test"]["count"]}
 
 
-def fit_to_budget(subs: list[StudyConfig], budget_s: float, started: float,
-                  distinct: dict[int, tuple[int, float]]) -> Budget:
-    """subs resized so that all their points (distinct[i]: subs[i]'s trainings and their cost
-    in base points) end within what is left of budget_s, with one note per study."""
+def lever_costs(base: TrainConfig, levers: dict[str, list[TrainConfig]]) -> dict[str, list[float]]:
+    """Each lever value's cost relative to the recipe, from forward FLOPs."""
+    _, manifest = check_data(base)
+    shape, classes = tuple(manifest["shape"]), len(manifest["classes"])
+    ref = forward_flops(base.model, shape, classes)
+    return {lv: [relative_cost(forward_flops(c.model, shape, classes), ref) for c in cfgs]
+            for lv, cfgs in levers.items()}
+
+
+def configured_plan(subjects: dict[str, TrainConfig], cfg: StudyConfig) -> Plan:
+    """No budget: depth models and confirmations at the base's size, races up to it."""
+    sizes = {k: Size(counts(b)["train"], b.epochs) for k, b in subjects.items()}
+    return Plan({k: b.epochs for k, b in subjects.items()}, dict(sizes), dict(sizes),
+                {"depth": 0.0, "race": 0.0, "confirm": 0.0}, 0.0,
+                ["no budget: every model at the configured size "
+                 f"({', '.join(f'{k}: {s.images:,} × {s.epochs}' for k, s in sizes.items())})"])
+
+
+def budget_plan(subjects: dict[str, TrainConfig], levers: dict[str, dict[str, list]],
+                cfg: StudyConfig, started: float) -> Plan:
+    """Calibrate every (dataset, family) side by side, then plan what is left of the budget."""
     from cluster.launcher import parallel_slots
 
-    log = get_run_logger()
+    assert cfg.budget_s is not None
     cal_started = time.monotonic()
-    futures = {i: calibrate(subs[i]) for i in heaviest_first(subs)}
+    futures = {k: train_task.with_options(task_run_name=f"study calibrate {k}").submit(
+        b.model_copy(update={"max_train_samples": CALIBRATION_IMAGES, "epochs": 1,
+                             "max_eval_samples": cfg.plan.eval_samples}))
+        for k, b in subjects.items()}
     speeds = {}
-    for i, sub in enumerate(subs):
-        metrics = read_json(futures[i].result()) or {}
-        info = read_json(join(metrics["bundle"], INFO)) or {}
-        _, manifest = check_data(sub.base)
-        count = min(manifest["splits"]["train"]["count"], sub.base.max_train_samples or 1 << 62)
-        speeds[str(i)] = measured(info, metrics, count, *distinct[i])
-    slots = parallel_slots(subs[0].base)
-    factor = slowdown(speeds, CALIBRATION_IMAGES, time.monotonic() - cal_started, slots)
-    left = budget_s - (time.monotonic() - started)
-    shapes = shape(speeds, left, slots, subs[0].base.epochs, factor)
-    out, notes, point_s = [], [], {}
-    for i, sub in enumerate(subs):
-        s = shapes[str(i)]
-        note = s.note.replace(f"{i}:", f"{sub.base.dataset}/{sub.base.model.family}:", 1)
-        step(log, "study budget: %s", note)
-        notes.append(note)
-        point_s[i] = point_seconds(speeds[str(i)], s)
-        out.append(sub.model_copy(update={"base": sub.base.model_copy(update={
-            "max_train_samples": s.images, "epochs": s.epochs})}))
-    planned = time.monotonic() - started + factor * sum(
-        point_s[i] * distinct[i][1] for i in point_s) / max(1, slots)
-    return Budget(out, notes, point_s, planned)
+    for k, b in subjects.items():
+        info = read_json(join(futures[k].result(), INFO)) or {}
+        n = counts(b)
+        speeds[k] = measured(info, n, FAMILIES[b.model.family].epochs,
+                             lever_costs(b, levers[k]))
+    slots = parallel_slots(next(iter(subjects.values())))
+    # The calibrations ran side by side as the points will: their speeds already include
+    # what neighbours cost each other, so no further slowdown is applied.
+    factor = 1.0
+    left = cfg.budget_s - (time.monotonic() - started) - FINISH_S
+    out = plan(speeds, machine_seconds(left, slots, factor), cfg.plan.seeds, cfg.plan.eta,
+               cfg.plan.eval_samples or 1 << 30)
+    out.slots, out.factor = slots, factor
+    out.notes.insert(0, f"calibration: {time.monotonic() - cal_started:.0f} s, speeds "
+                     f"measured side by side; {slots} training(s) at once; {left:,.0f} s "
+                     "left to plan")
+    for note in out.notes:
+        step(get_run_logger(), "study plan: %s", note)
+    return out
 
 
-def calibrate(sub: StudyConfig) -> Any:
-    name = f"study calibrate {sub.base.dataset}/{sub.base.model.family}"
-    return evaluate_task.with_options(task_run_name=name).submit(
-        train_task.with_options(task_run_name=name).submit(calibration(sub).base), light=True)
-
-
-def heaviest_first(subs: list[StudyConfig]) -> list[int]:
-    """Study indices by their recipe's forward FLOPs, largest first: calibrations then run
-    beside others of their weight, as the study's points will (the longest go first), and a
-    point beside a heavy neighbour trains slower than beside a light one."""
-    def flops(sub: StudyConfig) -> int:
-        _, manifest = check_data(sub.base)
-        return forward_flops(sub.base.model, tuple(manifest["shape"]), len(manifest["classes"]))
-    return sorted(range(len(subs)), key=lambda i: -flops(subs[i]))
-
-
-def measured(info: dict, metrics: dict, train_count: int, points: int, work: float) -> Speed:
-    """A point's speed from its calibration: the training steps' rate, and everything else it
-    took (start-up, data loading, validation, the test evaluation) as a fixed overhead."""
+def measured(info: dict[str, Any], n: dict[str, int], epochs: int,
+             levers: dict[str, list[float]]) -> Speed:
+    """A training's speed from its calibration: the steps' rate, and everything else it took
+    (start-up, data loading, validation) as a fixed overhead."""
     ips = float(info.get("metrics", {}).get(M.IMG_PER_S) or 100.0)
     steps_s = CALIBRATION_IMAGES / ips
-    training = float(info.get("wall_seconds") or info.get("train_seconds") or steps_s)
-    overhead = max(0.0, training - steps_s) + float(metrics.get("eval_seconds") or 0.0)
-    return Speed(img_per_s=ips, overhead_s=overhead, train_count=train_count, points=points,
-                 work=work)
-
-
-def relative_costs(sub: StudyConfig, cfgs: dict[Hashable, Any]) -> dict[Hashable, float]:
-    """Each point's cost in base points, from its network's forward FLOPs (a larger structure
-    costs more than the recipe the calibration measured)."""
-    _, manifest = check_data(sub.base)
-    shape_, classes = tuple(manifest["shape"]), len(manifest["classes"])
-    flops: dict[str, int] = {}
-
-    def of(model: Any) -> int:
-        key = model.model_dump_json()
-        if key not in flops:
-            flops[key] = forward_flops(model, shape_, classes)
-        return flops[key]
-    base = of(sub.base.model)
-    return {k: relative_cost(of(c.model), base) for k, c in cfgs.items()}
-
-
-def distinct_points(cfgs: dict[Hashable, Any], rel: dict[Hashable, float]) -> tuple[int, float]:
-    """(distinct trainings, their cost in base points): a point shared by levers runs once."""
-    by_key = {layout.cache_key(c): rel[k] for k, c in cfgs.items()}
-    return len(by_key), sum(by_key.values())
+    wall = float(info.get("wall_seconds") or info.get("train_seconds") or steps_s)
+    return Speed(img_per_s=ips, overhead_s=max(WARM_OVERHEAD_S, wall - steps_s),
+                 train_count=n["train"],
+                 val_count=n["val"], test_count=n["test"], epochs=epochs, levers=levers)

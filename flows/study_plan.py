@@ -1,101 +1,246 @@
-"""How big each study point may be so that a whole study ends within its budget: from each
-(dataset, family)'s measured training speed, one size (training images × epochs) for every
-point of every study, so that a lever's points compare and so do the families on a dataset
-(the depth claim is tested on the same training images). Pure: no training here."""
+"""How a study's budget is spent, from each (dataset, family)'s measured speed. Pure: no
+training here. The rule, in order:
+
+1. Depth first (it answers the original study's question): every family's recipe on all its
+   training images, the same epochs for each seed, as many as fit `DEPTH_SHARE` of the
+   machine-seconds up to the family's own epochs (water-filling: a cheap family gets all of
+   its epochs, the others share the rest alike). When one epoch of every model does not fit
+   even the whole budget, the most expensive (dataset, family) is left out (not tested) until
+   it does.
+2. Of what is left, `CONFIRM_SHARE` goes to the confirmations (the race's winner and the recipe
+   on fresh seeds, one size for both, the depth models' own when it fits, else halved until it
+   fits) and the rest to the races (successive halving whose top rung is at most the
+   confirmation's size, halved until every race fits).
+3. Nothing that does not fit is run: it is reported as not tested, with the seconds it needed.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
+
+from flows.study_race import Size, entrants_at, rung_count
 
 MIN_IMAGES = 500  # below this a point says more about noise than about its lever
+DEPTH_SHARE = 0.5
+CONFIRM_SHARE = 0.6
+EVAL_SPEEDUP = 3.0  # a forward pass (validation, test) at three times the training rate
 
 
 @dataclass(frozen=True)
 class Speed:
     """One (dataset, family) as measured by a short calibration training."""
 
-    img_per_s: float   # training steps
-    overhead_s: float  # start-up, validation and the test evaluation of one point
-    train_count: int   # training images available
-    points: int        # distinct trainings of its study
-    work: float = 0.0  # its points' cost in base points (relative_cost); 0: points alike
-
-    @property
-    def load(self) -> float:
-        return self.work or float(self.points)
+    img_per_s: float     # training steps
+    overhead_s: float    # start-up and everything else outside steps, per training
+    train_count: int
+    val_count: int
+    test_count: int
+    epochs: int          # the family's own epochs (its recipe's: what "trained" asks)
+    levers: dict[str, list[float]] = field(default_factory=dict)  # each value's relative cost
 
 
-# A point's seconds grow slower than its network's FLOPs (wider layers run at more FLOP/s):
-# seconds ∝ FLOPs ** this, fitted to a whole study's points by bench/study_point_cost.py.
-FLOPS_EXPONENT = 0.7
+def train_s(sp: Speed, size: Size, rel: float = 1.0, val: Optional[int] = None,
+            test: bool = False) -> float:
+    """Seconds of one training of `size` (validated on `val` images per epoch, all by default;
+    tested on the whole test split when `test`)."""
+    n_val = sp.val_count if val is None else min(val, sp.val_count)
+    return (sp.overhead_s + size.work * rel / sp.img_per_s
+            + size.epochs * n_val / (EVAL_SPEEDUP * sp.img_per_s)
+            + (sp.test_count / (EVAL_SPEEDUP * sp.img_per_s) if test else 0.0))
 
 
-def relative_cost(flops: float, base_flops: float) -> float:
-    """A point's cost in base points, from its network's forward FLOPs and the base's."""
-    return (flops / base_flops) ** FLOPS_EXPONENT if base_flops > 0 else 1.0
+def size_at(sp: Speed, q: float, epochs: int) -> Size:
+    """A fraction q of (all images × epochs): whole epochs of all images while q × epochs is one
+    or more, else a seeded subset of the images for one epoch (never below MIN_IMAGES)."""
+    w = q * epochs
+    if w >= 1 - 1e-9:
+        return Size(sp.train_count, max(1, int(w + 1e-9)))
+    return Size(min(sp.train_count, max(MIN_IMAGES, int(w * sp.train_count))), 1)
 
 
-@dataclass(frozen=True)
-class Shape:
-    images: int
-    epochs: int
-    note: str
+def depth_s(sp: Speed, epochs: int, seeds: int) -> float:
+    return seeds * train_s(sp, Size(sp.train_count, epochs), test=True)
 
 
-def cost(speeds: dict[str, Speed], images: int, epochs: int) -> float:
-    """Machine-seconds (summed over trainings side by side) of every point of every study."""
-    return sum(sp.load * (sp.overhead_s + min(images, sp.train_count) * epochs / sp.img_per_s)
-               for sp in speeds.values())
-
-
-def size(speeds: dict[str, Speed], machine_s: float, epochs: int) -> tuple[int, int]:
-    """The largest (images, epochs) whose cost fits machine_s: all images and the configured
-    epochs, else all images and fewer epochs, else fewer images for one epoch (at least
-    MIN_IMAGES, even when that does not fit)."""
-    most = max(sp.train_count for sp in speeds.values())
-    for eps in range(epochs, 0, -1):
-        if cost(speeds, most, eps) <= machine_s:
-            return most, eps
-    lo, hi = MIN_IMAGES, most  # cost grows with images: bisect for the largest that fits
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if cost(speeds, mid, 1) <= machine_s else (lo, mid - 1)
-    return lo, 1
-
-
-def slowdown(speeds: dict[str, Speed], images: int, wall_s: float, slots: int) -> float:
-    """How much longer the calibration took (wall × its side-by-side width) than the model of
-    its points predicts: what the model leaves out (scheduling, the orchestrator's own CPU,
-    points waiting for a free place at the end). At least 1: the model never plans tighter
-    than its measurements."""
-    one_each = {k: Speed(sp.img_per_s, sp.overhead_s, sp.train_count, 1)
-                for k, sp in speeds.items()}
-    predicted = cost(one_each, images, 1)
-    width = max(1, min(slots, len(speeds)))
-    return max(1.0, wall_s * width / predicted) if predicted > 0 else 1.0
-
-
-def shape(speeds: dict[str, Speed], budget_s: float, slots: int, epochs: int,
-          factor: float = 1.0) -> dict[str, Shape]:
-    """One size for all studies within budget × trainings side by side, the cost model's
-    seconds scaled by factor (slowdown()); a note per study."""
-    machine_s = budget_s * max(1, slots) / factor
-    images, eps = size(speeds, machine_s, epochs)
-    total = cost(speeds, images, eps)
-    out = {}
-    for key, sp in speeds.items():
-        n = min(images, sp.train_count)
-        out[key] = Shape(n, eps, (
-            f"{key}: {sp.points} points of {n:,} images × {eps} epoch(s) at "
-            f"{sp.img_per_s:,.0f} img/s, {sp.overhead_s:.0f} s of start-up and evaluation each "
-            f"(the recipe's; larger structures cost more: {sp.load:,.1f} recipe points' worth); "
-            f"every study trains on the same size so that levers and families compare: "
-            f"{total:,.0f} of {machine_s:,.0f} machine-seconds "
-            f"({max(1, slots)} training(s) side by side; the model's seconds × {factor:.2f}, "
-            f"the calibration's measured slowdown)"
-            + ("; even the smallest size overruns the budget" if total > machine_s else "")))
+def depth_epochs(speeds: dict[str, Speed], seeds: int, capacity: float) -> dict[str, int]:
+    """Epochs per (dataset, family) within capacity machine-seconds (0: left out)."""
+    live = dict(speeds)
+    while live and sum(depth_s(sp, 1, seeds) for sp in live.values()) > capacity:
+        live.pop(max(live, key=lambda k: depth_s(live[k], 1, seeds)))
+    out = {k: 0 for k in speeds}
+    fixed = {k: depth_s(sp, 0, seeds) for k, sp in live.items()}  # start-up and the test
+    per_epoch = {k: depth_s(sp, 1, seeds) - fixed[k] for k, sp in live.items()}
+    left, open_ = capacity - sum(fixed.values()), dict(per_epoch)
+    while open_:  # settle the families whose own epochs cost less than an equal share
+        share = left / len(open_)
+        capped = [k for k in open_ if open_[k] * speeds[k].epochs <= share]
+        if not capped:
+            break
+        for k in capped:
+            out[k] = speeds[k].epochs
+            left -= open_.pop(k) * speeds[k].epochs
+    for k in sorted(open_, key=lambda k: open_[k]):
+        out[k] = max(1, min(speeds[k].epochs, int(left / len(open_) // open_[k])))
     return out
 
 
-def point_seconds(sp: Speed, shape_: Shape) -> float:
-    """A base point's planned seconds (a point's are these × its relative cost)."""
-    return sp.overhead_s + shape_.images * shape_.epochs / sp.img_per_s
+@dataclass
+class Plan:
+    """What the study trains: depth epochs per (dataset, family) (0: not trained), the
+    confirmation's size and the race's top rung per (dataset, family) (None: levers not
+    tested), and the machine-seconds planned per part."""
+
+    epochs: dict[str, int]
+    confirm: dict[str, Optional[Size]]
+    race_top: dict[str, Optional[Size]]
+    seconds: dict[str, float]
+    machine_s: float
+    notes: list[str]
+    speeds: dict[str, Speed] = field(default_factory=dict)
+    slots: int = 1
+    factor: float = 1.0
+
+    def estimate(self, key: str, size: Size, points: int, test: bool) -> float:
+        """Wall seconds `points` trainings of `size` take on the plan's places (0: unknown)."""
+        sp = self.speeds.get(key)
+        if sp is None:
+            return 0.0
+        return self.factor * points * train_s(sp, size, test=test) / max(1, min(self.slots,
+                                                                                 points))
+
+    def rungs(self, key: str, values: int, eta: int) -> Optional[list[Size]]:
+        """The rung sizes of a race of `values` values: the top rung's, divided by eta per
+        rung down (never below MIN_IMAGES for one epoch)."""
+        top = self.race_top.get(key)
+        if top is None:
+            return None
+        k = rung_count(values, eta)
+        return [_scaled(top, eta ** -(k - 1 - r)) for r in range(k)]
+
+
+def _scaled(size: Size, f: float) -> Size:
+    w = size.epochs * f
+    if w >= 1 - 1e-9:
+        return Size(size.images, max(1, int(w + 1e-9)))
+    return Size(max(MIN_IMAGES, min(size.images, int(size.images * w))), 1)
+
+
+def confirm_s(speeds: dict[str, Speed], sizes: dict[str, Size], epochs: dict[str, int],
+              seeds: int) -> float:
+    """Both arms of every lever on `seeds` seeds; the recipe's arm is a depth model (trained
+    already) when the size is the depth models' own."""
+    total = 0.0
+    for k, sp in speeds.items():
+        size = sizes[k]
+        for rels in sp.levers.values():
+            mean_rel = sum(rels) / len(rels)
+            arms = mean_rel + (0.0 if size == Size(sp.train_count, epochs.get(k, 0)) else 1.0)
+            total += seeds * arms * train_s(sp, size, test=True)
+    return total
+
+
+def race_s(speeds: dict[str, Speed], tops: dict[str, Size], eta: int, val_sample: int) -> float:
+    total = 0.0
+    for k, sp in speeds.items():
+        for rels in sp.levers.values():
+            plan = Plan({}, {}, {k: tops[k]}, {}, 0.0, [])
+            sizes = plan.rungs(k, len(rels), eta) or []
+            mean_rel = sum(rels) / len(rels)
+            total += sum(n * mean_rel * train_s(sp, s, val=val_sample)
+                         for n, s in zip(entrants_at(len(rels), eta), sizes))
+    return total
+
+
+def _ladder(speeds: dict[str, Speed], base: dict[str, int]) -> list[dict[str, Size]]:
+    """Sizes halving from each (dataset, family)'s base epochs of all images down to
+    MIN_IMAGES for one epoch."""
+    out, q = [], 1.0
+    while True:
+        sizes = {k: size_at(sp, q, max(1, base[k])) for k, sp in speeds.items()}
+        if out and sizes == out[-1]:
+            return out
+        out.append(sizes)
+        q /= 2
+
+
+def plan(speeds: dict[str, Speed], machine_s: float, seeds: int, eta: int,
+         val_sample: int) -> Plan:
+    """The study's plan within machine_s machine-seconds (wall × trainings side by side)."""
+    full = sum(depth_s(sp, sp.epochs, seeds) for sp in speeds.values())
+    one = sum(depth_s(sp, 1, seeds) for sp in speeds.values())
+    capacity = min(full, max(DEPTH_SHARE * machine_s, min(one, machine_s)))
+    epochs = depth_epochs(speeds, seeds, capacity)
+    spent = sum(depth_s(sp, epochs[k], seeds) for k, sp in speeds.items() if epochs[k])
+    rest = max(0.0, machine_s - spent)
+    confirm = race = None
+    for sizes in _ladder(speeds, epochs):
+        if confirm_s(speeds, sizes, epochs, seeds) <= CONFIRM_SHARE * rest:
+            confirm = sizes
+            break
+    race_budget = rest - (confirm_s(speeds, confirm, epochs, seeds) if confirm else 0.0)
+    if confirm is not None:
+        for tops in _ladder(speeds, {k: confirm[k].epochs for k in speeds}):
+            tops = {k: t if t.work <= confirm[k].work else confirm[k] for k, t in tops.items()}
+            if race_s(speeds, tops, eta, val_sample) <= race_budget:
+                race = tops
+                break
+    if race is None:
+        confirm = None
+    seconds = {"depth": spent,
+               "race": race_s(speeds, race, eta, val_sample) if race else 0.0,
+               "confirm": confirm_s(speeds, confirm, epochs, seeds) if confirm else 0.0}
+    notes = _notes(speeds, epochs, confirm, race, seconds, machine_s, seeds)
+    return Plan(epochs, {k: (confirm or {}).get(k) for k in speeds},
+                {k: (race or {}).get(k) for k in speeds}, seconds, machine_s, notes,
+                speeds=speeds)
+
+
+def _notes(speeds: dict[str, Speed], epochs: dict[str, int], confirm: Optional[dict],
+           race: Optional[dict], seconds: dict[str, float], machine_s: float,
+           seeds: int) -> list[str]:
+    notes = [f"{machine_s:,.0f} machine-seconds: depth {seconds['depth']:,.0f}, race "
+             f"{seconds['race']:,.0f}, confirmation {seconds['confirm']:,.0f} planned"]
+    for k, sp in speeds.items():
+        if not epochs[k]:
+            notes.append(f"{k}: not trained (one epoch of {seeds} seed(s) needs "
+                         f"{depth_s(sp, 1, seeds):,.0f} machine-seconds)")
+            continue
+        line = (f"{k}: depth {seeds} × {sp.train_count:,} images × {epochs[k]} of its "
+                f"{sp.epochs} epoch(s) at {sp.img_per_s:,.0f} img/s")
+        if confirm and race:
+            line += (f"; levers raced up to {race[k].images:,} images × {race[k].epochs} "
+                     f"epoch(s), confirmed at {confirm[k].images:,} × {confirm[k].epochs}")
+        else:
+            need = sum(seeds * 2 * train_s(sp, Size(MIN_IMAGES, 1), test=True)
+                       for _ in sp.levers)
+            line += f"; levers not tested (their smallest confirmation alone needs {need:,.0f} s)"
+        notes.append(line)
+    return notes
+
+
+def trained(curve: list[float], epochs_run: int, planned: int, family_epochs: int
+            ) -> tuple[bool, str]:
+    """The stated rule: a model counts as trained when it ran its planned epochs and either
+    reached its family's own epochs or gained less than half a point of validation accuracy
+    in its last epoch."""
+    if epochs_run < planned:
+        return False, f"stopped at the deadline after {epochs_run} of {planned} epoch(s)"
+    if planned >= family_epochs:
+        return True, f"reached the family's {family_epochs} epoch(s)"
+    if len(curve) < 2:
+        return False, f"one of the family's {family_epochs} epochs: no sign of convergence"
+    gain = curve[-1] - curve[-2]
+    if gain < GAIN_CONVERGED:
+        return True, f"last epoch gained {gain:+.4f} validation accuracy"
+    return False, (f"still gaining {gain:+.4f} validation accuracy at epoch {len(curve)} of "
+                   f"the family's {family_epochs}")
+
+
+GAIN_CONVERGED = 0.005
+
+
+def machine_seconds(left_s: float, slots: int, factor: float = 1.0) -> float:
+    return max(0.0, left_s) * max(1, slots) / max(1.0, factor)
+
+
+

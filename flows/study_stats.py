@@ -1,66 +1,82 @@
-"""The statistics a study's findings rest on: a paired t-test over seeds (the same seeds and
-data on both sides), with Student's t distribution computed here (no SciPy in the project)."""
+"""The statistics a study's verdicts rest on: paired t-tests over seeds (the same seeds and
+data on both sides), one-sample t-tests against a published figure, Holm's adjustment over
+each family of comparisons, and one set of verdicts. SciPy computes the distributions."""
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
+from scipy import stats
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz's method)."""
-    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-14:
-            break
-    return h
+ALPHA = 0.05
+# Accuracies on a test split move in steps of 1 / n_test (1e-4 on 10,000 images): a spread of
+# differences below this is no spread at all, however floating point rounds it.
+ZERO_SPREAD = 1e-9
 
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_two_sided_p(t: float, df: int) -> float:
-    """P(|T| >= |t|) for Student's t with df degrees of freedom."""
-    return betainc(df / 2.0, 0.5, df / (df + t * t))
+CONFIRMED, REFUTED = "confirmed", "refuted"
+NO_DIFFERENCE, NOT_TESTED = "no significant difference", "not tested"
+VERDICTS = (CONFIRMED, REFUTED, NO_DIFFERENCE, NOT_TESTED)
 
 
 @dataclass(frozen=True)
 class Paired:
-    """b − a over paired seeds: the mean difference, its t statistic and two-sided p-value
-    (None with fewer than two pairs, or when every difference is the same)."""
+    """b − a over paired seeds: the mean difference, its t statistic and two-sided p-value.
+    p is None (no test) with fewer than two pairs, or when the differences have no spread
+    (why: `reason`)."""
 
     diff: float
     n: int
     t: Optional[float]
     p: Optional[float]
+    reason: str = ""
 
 
-def paired_t(a: list[float], b: list[float]) -> Paired:
+def paired_t(a: Sequence[float], b: Sequence[float]) -> Paired:
+    """Student's paired t-test of b against a (scipy.stats.ttest_rel), guarded: a constant
+    difference (zero spread within ZERO_SPREAD) has no t statistic, whatever rounding says."""
     if len(a) != len(b):
         raise ValueError(f"paired samples of different sizes ({len(a)} and {len(b)})")
     diffs = [y - x for x, y in zip(a, b)]
-    mean = statistics.fmean(diffs)
-    if len(diffs) < 2 or statistics.stdev(diffs) == 0.0:
-        return Paired(mean, len(diffs), None, None)
-    t = mean / (statistics.stdev(diffs) / math.sqrt(len(diffs)))
-    return Paired(mean, len(diffs), t, t_two_sided_p(t, len(diffs) - 1))
+    mean = statistics.fmean(diffs) if diffs else 0.0
+    if len(diffs) < 2:
+        return Paired(mean, len(diffs), None, None, "fewer than two seeds")
+    if statistics.stdev(diffs) <= ZERO_SPREAD:
+        return Paired(mean, len(diffs), None, None, "the differences have no spread")
+    r = stats.ttest_rel(list(b), list(a))
+    return Paired(mean, len(diffs), float(r.statistic), float(r.pvalue))
+
+
+def one_sample_t(xs: Sequence[float], figure: float) -> Paired:
+    """xs against a published figure (scipy.stats.ttest_1samp), with the same guards."""
+    return paired_t([figure] * len(xs), list(xs))
+
+
+def holm(ps: Sequence[Optional[float]]) -> list[Optional[float]]:
+    """Holm's step-down adjustment (controls the family-wise error rate): the k-th smallest of
+    m p-values times (m − k + 1), made monotone and capped at 1. None (no test) stays None
+    and does not count in m."""
+    tested = sorted((p, i) for i, p in enumerate(ps) if p is not None)
+    m, out, running = len(tested), [None] * len(ps), 0.0
+    for k, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - k) * p))
+        out[i] = running
+    return out
+
+
+def verdict(test: Paired, p_adjusted: Optional[float]) -> str:
+    """The one set of verdicts, for a claim that b is better than a (test.diff = b − a):
+    identical results on every seed are no difference; any other untestable one is not
+    tested."""
+    if test.p is None and test.n >= 2 and abs(test.diff) <= ZERO_SPREAD:
+        return NO_DIFFERENCE
+    if p_adjusted is None or math.isnan(p_adjusted):
+        return NOT_TESTED
+    if p_adjusted >= ALPHA:
+        return NO_DIFFERENCE
+    return CONFIRMED if test.diff > 0 else REFUTED
+
+
+def describe(p: Optional[float]) -> str:
+    return "–" if p is None else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")

@@ -87,6 +87,9 @@ class Family:
     about: str
     default_preset: str = "medium"
     gpu_presets: frozenset[str] = frozenset()  # too slow to sweep on CPUs (tuning, study skip)
+    # Epochs its recipe trains for: a study judges a model trained when it reached them (or
+    # stopped gaining). 10 for all: the Keras MLP reference's, and airbench94's 9.9.
+    epochs: int = 10
     # Convolutions gain from channels_last and CPU bf16; dense layers measured no gain (README).
     convolutional: bool = False
     # A GPU share per one-worker run: the tiny families cannot keep a whole GPU busy.

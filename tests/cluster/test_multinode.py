@@ -194,8 +194,8 @@ def test_trainings_of_two_families_overlap_on_two_nodes_with_gpu_shares(two_gpu_
 
 def test_study_points_of_two_families_overlap_on_three_nodes(three_nodes, s3_bucket, tmp_path,
                                                              prefect_harness):
-    """`imgclf study` on a cluster: every point is submitted at once and Ray places them, so
-    on three 1-CPU nodes the first three of four points (two per family) train together."""
+    """`imgclf study` on a cluster: the depth models and every race's first rung are submitted
+    at once and Ray places them, so on three 1-CPU nodes points of both families overlap."""
     from flows.config import StudyConfig
     from flows.study import study
 
@@ -210,7 +210,8 @@ def test_study_points_of_two_families_overlap_on_three_nodes(three_nodes, s3_buc
     spans = {fam: [tuple(json.loads(fs.cat_file(p))["steps_span"])
                    for p in fs.glob(f"{s3_bucket}/models/mnist/{fam}/*/bundle.json")]
              for fam in ("cnn", "dcnn")}
-    assert [len(s) for s in spans.values()] == [2, 2], spans
+    # Per family: its depth model and the race's two values (the recipe's added to the grid).
+    assert all(len(s) >= 3 for s in spans.values()), spans
     assert any(max(a[0], b[0]) < min(a[1], b[1])
                for a in spans["cnn"] for b in spans["dcnn"]), spans
 

@@ -1,4 +1,5 @@
-"""The lever study on tiny data: one point per grid value, mean ± std over seeds, plot + JSON."""
+"""The study on tiny data, with real trainings on Ray: depth models with their curves, races
+recorded rung by rung on validation, confirmations on fresh seeds, and a budget kept."""
 from __future__ import annotations
 
 import json
@@ -11,34 +12,50 @@ from flows.config import StudyConfig
 from flows.study import study
 
 
+def _infos(store: str, fam: str) -> list[dict]:
+    return [json.loads(p.read_text())
+            for p in Path(store, "models", "mnist", fam).glob("*/bundle.json")]
+
+
 @pytest.mark.slow  # real trainings on Ray
-def test_one_lever_sweep_writes_plot_json_and_findings(local_ray, prefect_harness):
-    # One CPU per training: the local Ray's two CPUs hold two points at once. Points of a few
-    # seconds: the second Ray worker (started on demand) joins while the first still trains.
-    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 6000,
-                            "epochs": 2, "model": {"family": "bp", "preset": "small"},
-                            "optim": {"batch_size": 32}, "scaling": {"cpus_per_worker": 1}},
-                      plan={"levers": ["dropout"], "dropout_grid": [0.0, 0.5], "seeds": 2})
+def test_a_study_over_families_races_levers_and_tests_depth_on_trained_models(
+        local_ray, prefect_harness):
+    # Points of a few seconds: one CPU per training, the local Ray's two CPUs hold two.
+    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 1500,
+                            "epochs": 2, "scaling": {"cpus_per_worker": 1}},
+                      families=["bp", "dnn"],
+                      plan={"levers": ["dropout"], "dropout_grid": [0.0, 0.5], "seeds": 2,
+                            "eval_samples": 500})
     uri = study(cfg)
     data = json.loads(Path(uri, "study.json").read_text())
-    points = data["results"]["dropout"]
-    assert [p["value"] for p in points] == [0.0, 0.5]
-    for p in points:
-        assert len(p["accs"]) == 2 and all(0.0 <= a <= 1.0 for a in p["accs"])
-        assert p["mean"] == pytest.approx(sum(p["accs"]) / 2)
-        assert len(p["val_accs"]) == 2
-    assert len(data["results"]["base"]["accs"]) == 2
-    assert Path(uri, "study.png").read_bytes()[:4] == b"\x89PNG"
+    depth = {r["family"]: r for r in data["depth"]}
+    for r in depth.values():
+        assert r["seeds"] == [0, 1] and len(r["test_acc"]) == 2 and r["n_test"] == 10_000
+        assert r["train_images"] == 1500 and r["epochs"] == 2
+        assert [len(c) for c in r["val_curve"]] == [2, 2]
+        assert isinstance(r["trained"], bool) and r["reason"]
+    t, = data["depth_tests"]
+    assert (t["shallower"], t["deeper"]) == ("bp", "dnn") and t["verdict"] in (
+        "confirmed", "refuted", "no significant difference", "not tested")
+    for lever in data["levers"]:
+        assert lever["values"] == [0.0, 0.1, 0.5] and lever["recipe"] == 0.1  # recipe added
+        rungs = lever["race"]
+        assert [len(r["results"]) for r in rungs] == [3, 2]  # successive halving: 3 → 2
+        assert all(set(x) == {"value", "val_acc"} for r in rungs for x in r["results"])
+        best = max(rungs[-1]["results"], key=lambda x: x["val_acc"])
+        assert lever["chosen"] == best["value"]
+        assert lever["confirm_seeds"] == [0, 1] and len(lever["recipe_test_acc"]) == 2
+        assert lever["verdict"] in ("confirmed", "refuted", "no significant difference")
+    # The races trained on a seed the depth models and confirmations never use.
+    race_seeds = {i["config"]["seed"] for i in _infos(local_ray, "bp")
+                  if i["config"]["max_eval_samples"] == 500}
+    assert race_seeds == {1000}
+    assert {c["verdict"] for c in data["claims"]} <= {
+        "confirmed", "refuted", "no significant difference", "not tested"}
     findings = Path(uri, "findings.md").read_text()
-    assert "| dropout | 0.1 | " in findings and "the seeds' spread" in findings \
-        or " than the base (p = " in findings, findings
-    # Submitted at once: trainings overlapped in time rather than running one by one.
-    infos = [json.loads(p.read_text())
-             for p in Path(local_ray, "models", "mnist", "bp").glob("*/bundle.json")]
-    spans = sorted(tuple(i["steps_span"]) for i in infos
-                   if i["config"]["max_train_samples"] == 6000 and i["config"]["epochs"] == 2)
-    assert len(spans) == 6, spans  # the base (dropout 0.1), 0.0 and 0.5; two seeds each
-    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans
+    assert "| mnist | bp → dnn |" in findings and "p (Holm)" in findings
+    assert Path(uri, "depth-mnist.png").read_bytes()[:4] == b"\x89PNG"
+    assert Path(uri, "levers-mnist.png").read_bytes()[:4] == b"\x89PNG"
     assert study(cfg) == uri  # a re-run reuses every trained and evaluated point
 
 
@@ -47,38 +64,23 @@ def test_bad_study_options():
         StudyConfig(plan={"levers": ["momentum"]})
     with pytest.raises(ValidationError, match="seeds"):
         StudyConfig(plan={"seeds": 0})
+    with pytest.raises(ValidationError, match="batch_lr_rule"):
+        StudyConfig(plan={"batch_lr_rule": "cubic"})
 
 
 @pytest.mark.slow  # real trainings on Ray
-def test_a_study_over_families_tests_the_depth_claim(local_ray, prefect_harness):
-    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "max_train_samples": 300,
+def test_a_budget_is_kept_and_what_does_not_fit_is_not_tested(local_ray, prefect_harness):
+    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray,
                             "scaling": {"cpus_per_worker": 1}},
-                      families=["bp", "dnn"],
-                      plan={"levers": ["dropout"], "dropout_grid": [0.0], "seeds": 2})
+                      families=["bp"], budget_s=40,
+                      plan={"levers": ["dropout", "lr"], "seeds": 2})
     uri = study(cfg)
     data = json.loads(Path(uri, "study.json").read_text())
-    assert set(data["results"]["mnist"]) == {"bp", "dnn"}
-    for fam in ("bp", "dnn"):
-        res = data["results"]["mnist"][fam]
-        assert len(res["base"]["accs"]) == 2 and [p["value"] for p in res["dropout"]] == [0.0]
+    assert data["wall_s"] <= 40 + 5, data["wall_s"]
+    r, = data["depth"]
+    assert r["train_images"] == 54_001 and r["epochs"] >= 1  # depth: every training image
+    assert data["plan"]["seconds"]["depth"] > 0
     findings = Path(uri, "findings.md").read_text()
-    assert "| mnist | bp | dnn |" in findings, findings
-    assert "| Classification improves with the deepening of the network model | mnist |" \
-        in findings and "| The dropout changes the classification accuracy | all |" in findings
-    assert Path(uri, "study-mnist.png").read_bytes()[:4] == b"\x89PNG"
-
-
-@pytest.mark.slow  # real trainings on Ray
-def test_a_budget_sizes_every_point_of_a_study_alike(local_ray, prefect_harness):
-    cfg = StudyConfig(base={"dataset": "mnist", "store": local_ray, "epochs": 20,
-                            "scaling": {"cpus_per_worker": 1}},
-                      families=["bp"], budget_s=15,
-                      plan={"levers": ["dropout"], "dropout_grid": [0.0], "seeds": 2})
-    uri = study(cfg)
-    data = json.loads(Path(uri, "study.json").read_text())
-    base = data["config"]["base"]
-    # 15 s for a calibration and 4 points cannot hold 20 epochs of the whole training set.
-    assert base["epochs"] < 20 or base["max_train_samples"] < 54_000, base
-    assert "Budget: mnist/bp: 4 points of " in Path(uri, "findings.md").read_text()
-    assert "the same size so that levers and families compare" in Path(uri, "findings.md").read_text()
-    assert "s budget (planned " in Path(uri, "findings.md").read_text()
+    assert "of its 40 s budget" in findings and "machine-seconds planned" in findings
+    assert any(x["verdict"] == "not tested" for x in data["levers"]) or all(
+        x["race"] for x in data["levers"])

@@ -1,96 +1,91 @@
-"""The study's findings from given results: the best value is chosen on validation, never on
-test; a difference within the seeds' spread is said to be; the depth claim is tested pair by
-pair and reported as not holding where the data do not support it."""
+"""The study's verdicts from given records: depth judged only on trained models, p-values
+adjusted by Holm over each family, claims from one set of verdicts, the best model chosen on
+validation (never on test), and figures a reader can compare at a glance."""
 from __future__ import annotations
 
-from flows.config import StudyConfig
-from flows.findings import depth_findings, lever_findings, lever_rows
+import io
+
+from flows.claims import claims, figure_claims
+from flows.study_results import depth_tests
 
 
-def _pt(value, accs, val_accs):
-    return {"value": value, "accs": accs, "mean": sum(accs) / len(accs),
-            "std": 0.0, "val_accs": val_accs, "val_mean": sum(val_accs) / len(val_accs)}
+def _row(ds, fam, test, val, trained=True, seeds=(0, 1, 2)):
+    return {"dataset": ds, "family": fam, "seeds": list(seeds), "test_acc": test,
+            "val_acc": val, "n_test": 10_000, "train_images": 54_000, "epochs": 5,
+            "epochs_run": [5] * len(test), "val_curve": [[0.5, v] for v in val],
+            "trained": trained, "reason": "reached" if trained else "still gaining"}
 
 
-BASE = _pt("base", [0.90, 0.91, 0.92], [0.90, 0.91, 0.92])
+ROWS = [_row("mnist", "bp", [0.970, 0.972, 0.971], [0.97] * 3),
+        _row("mnist", "dnn", [0.980, 0.983, 0.981], [0.98] * 3),
+        _row("mnist", "cnn", [0.990, 0.991, 0.992], [0.99] * 3),
+        _row("mnist", "dcnn", [0.985, 0.984, 0.986], [0.995] * 3, trained=False)]
 
 
-def test_best_value_is_chosen_on_validation_and_tested_against_the_base():
-    cfg = StudyConfig(base={"model": {"family": "cnn", "dropout": 0.1}})
-    results = {"base": BASE, "dropout": [
-        # 0.5 tops test but not validation: it must not be called best.
-        _pt(0.0, [0.92, 0.93, 0.95], [0.95, 0.95, 0.95]),
-        _pt(0.5, [0.99, 0.99, 0.99], [0.50, 0.50, 0.50])]}
-    row, = lever_rows(cfg, results)
-    assert row["best value"] == 0.0 and row["base value"] == 0.1
-    assert abs(row["effect"] - 0.0233) < 1e-3
-    text = lever_findings(cfg, results)
-    assert "| dropout | 0.1 | 0.0 | 0.9333 | +0.0233 |" in text
-    assert "within the seeds' spread" in text or "better than the base" in text
+def test_depth_is_judged_only_on_trained_models_and_adjusted_by_holm():
+    tests = {(t["shallower"], t["deeper"]): t for t in depth_tests(ROWS)}
+    assert set(tests) == {("bp", "dnn"), ("cnn", "dcnn"), ("bp", "dcnn")}
+    assert tests[("cnn", "dcnn")]["verdict"] == "not tested"
+    assert "dcnn not trained: still gaining" in tests[("cnn", "dcnn")]["reason"]
+    bp_dnn = tests[("bp", "dnn")]
+    # The only test: Holm over one p-value leaves it as it is.
+    assert bp_dnn["p_adjusted"] == bp_dnn["p"] < 0.05 and bp_dnn["verdict"] == "confirmed"
+    assert abs(bp_dnn["diff"] - 0.0103) < 1e-4
 
 
-def test_depth_claim_is_reported_honestly():
-    results = {("mnist", "bp"): {"base": BASE},
-               ("mnist", "dnn"): {"base": _pt("base", [0.95, 0.97, 0.97], [0.9] * 3)},
-               ("mnist", "cnn"): {"base": _pt("base", [0.99, 0.98, 0.99], [0.9] * 3)},
-               ("mnist", "dcnn"): {"base": _pt("base", [0.98, 0.99, 0.97], [0.9] * 3)}}
-    text = depth_findings(results)
-    assert "| mnist | bp | dnn | 0.9100 | 0.9633 | +0.0533 |" in text
-    assert "| mnist | cnn | dcnn |" in text and "within the seeds' spread" in text
-    assert "holds (deeper significantly better) in 2 of 3 comparisons" in text
+def test_holm_over_the_depth_family_can_turn_a_significant_pair_into_no_difference():
+    rows = [_row(ds, fam, [a + d for d in (0.0, 0.004, 0.001)], [0.9] * 3)
+            for ds in ("mnist", "fashion-mnist", "cifar10")
+            for fam, a in (("bp", 0.90), ("dnn", 0.903))]
+    rows += [_row("mnist", "bp2", [0.9] * 3, [0.9] * 3)]
+    tests = depth_tests(rows)
+    assert len(tests) == 3 and all(t["p"] is None for t in tests)  # constant differences
+    noisy = [_row("mnist", "bp", [0.90, 0.91, 0.92], [0.9] * 3),
+             _row("mnist", "dnn", [0.93, 0.95, 0.94], [0.9] * 3),
+             _row("mnist", "cnn", [0.95, 0.96, 0.97], [0.9] * 3),
+             _row("mnist", "dcnn", [0.96, 0.96, 0.99], [0.9] * 3)]
+    by = {(t["shallower"], t["deeper"]): t for t in depth_tests(noisy)}
+    raw = sorted(t["p"] for t in by.values())
+    assert sorted(t["p_adjusted"] for t in by.values())[0] == min(1.0, 3 * raw[0])
 
 
-def test_claims_table_says_what_held_and_what_did_not():
-    from flows.claims import claims_table
-
-    results = {("mnist", "bp"): {"base": BASE, "dropout": [
-                   _pt(0.0, [0.80, 0.81, 0.80], [0.95] * 3)]},  # clearly worse: significant
-               ("mnist", "dnn"): {"base": _pt("base", [0.95, 0.97, 0.97], [0.9] * 3)},
-               ("cifar10-jpeg", "cnn"): {"base": _pt("base", [0.70, 0.72, 0.71], [0.7] * 3),
-                                         "dropout": [
-                   # best on test, not on validation: never the reported best point
-                   _pt(0.3, [0.74, 0.71, 0.73], [0.1] * 3)]},
-               ("cifar10-jpeg", "dcnn"): {"base": _pt("base", [0.60, 0.61, 0.62], [0.8] * 3)}}
-    text = claims_table(results, ["dropout"])
-    assert "| deepening of the network model | mnist | deeper significantly better in 1 of 1" \
-        in text.replace("Classification improves with the ", "") and "| confirmed |" in text
-    assert "| cifar10-jpeg | deeper significantly better in 0 of 1 paired comparisons | " \
-           "not supported by these data |" in text
-    assert "in 1 of 2 studies" in text and "partly confirmed" in text
-    # The best point on validation is dcnn's base (0.8): its test accuracy is what counts.
-    assert "| 0.6100 (dcnn base, the best point on validation) | not reached at this budget |" \
-        in text, text
+def test_the_best_model_of_a_dataset_is_chosen_on_validation_not_on_test():
+    # cnn has the best test accuracy, dnn the best validation accuracy (dcnn is untrained).
+    rows = [_row("mnist", "dnn", [0.990, 0.991, 0.992], [0.999] * 3),
+            _row("mnist", "cnn", [0.996, 0.997, 0.998], [0.990] * 3)]
+    mnist, = [c for c in figure_claims(rows) if c["dataset"] == "mnist"]
+    assert mnist["measured"].startswith("dnn 0.9910")
 
 
-def test_a_dataset_figure_has_a_panel_per_lever_and_family():
-    import io
+def test_claims_take_one_set_of_verdicts():
+    rows = ROWS + [_row("fashion-mnist", "bp", [0.885, 0.887, 0.889], [0.88] * 3)]
+    table = claims(rows, depth_tests(rows), [
+        {"lever": "dropout", "verdict": "confirmed"}, {"lever": "dropout", "verdict": "refuted"},
+        {"lever": "lr", "verdict": "not tested"}])
+    by = {(c["claim"][:30], c["dataset"]): c["verdict"] for c in table}
+    assert {c["verdict"] for c in table} <= {"confirmed", "refuted", "no significant difference",
+                                             "not tested"}
+    assert by[("an MLP of one 256-unit ReLU la", "fashion-mnist")] == "confirmed"
+    assert by[("the better the classification ", "mnist")] == "confirmed"  # bp→dnn only
+    assert by[("optimising the dropout raises ", "all")] == "refuted"  # a counterexample
+    assert by[("optimising the lr raises the c", "all")] == "not tested"
+    fashion = next(c for c in table if c["dataset"] == "fashion-mnist")
+    assert fashion["evidence"] == "0.8763 test accuracy (Keras)" and "0.95" in fashion["field"]
 
+
+def test_lever_panels_share_a_y_range_per_row_within_zero_and_one():
     from PIL import Image
 
-    from flows.plots import dataset_panels
+    from flows.plots import _race_axis, _ylim, levers_png
 
-    by_family = {fam: {"dropout": [_pt(0.0, [0.9], [0.9]), _pt(0.5, [0.8], [0.8])],
-                       "lr": [_pt(0.1, [0.9], [0.9])]} for fam in ("bp", "dnn", "cnn")}
-    one = Image.open(io.BytesIO(dataset_panels({"bp": by_family["bp"]}, "t")))
-    three = Image.open(io.BytesIO(dataset_panels(by_family, "t")))
-    assert three.size[0] > 2 * one.size[0] and three.size[1] == one.size[1]
-
-
-def test_a_dataset_figure_keeps_panel_titles_clear_of_the_tick_labels_above():
+    assert _ylim([0.2, 0.999]) == (0.1201, 1.0) or _ylim([0.2, 0.999])[1] == 1.0
+    assert _ylim([0.001, 0.5])[0] == 0.0
+    lever = {"family": "bp", "lever": "dropout", "values": [0.0, 0.1], "recipe": 0.1,
+             "chosen": 0.0, "race": [{"rung": 0, "images": 500, "epochs": 1, "results": [
+                 {"value": 0.0, "val_acc": 0.91}, {"value": 0.1, "val_acc": 0.90}]}]}
+    png = levers_png([lever, {**lever, "lever": "lr"}, {**lever, "family": "dnn"}], "t")
+    assert Image.open(io.BytesIO(png)).size[0] > 300
     import matplotlib.pyplot as plt
-
-    from flows.plots import dataset_figure
-
-    long = ["leaky_relu", "sigmoid", "0.0375", "0.1125"]
-    by_family = {fam: {lever: [_pt(v, [0.5], [0.5]) for v in long] for lever in ("lr", "act")}
-                 for fam in ("bp", "dnn", "cnn", "dcnn")}
-    fig = dataset_figure(by_family, "t", {fam: 0.5 for fam in by_family})
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    axes = fig.axes
-    assert len(axes) == 8 and any(ln.get_linestyle() == "--" for ln in axes[0].get_lines())
-    for above, below in zip(axes[:4], axes[4:]):
-        title = below.title.get_window_extent(renderer)
-        for label in above.get_xticklabels():
-            assert not title.overlaps(label.get_window_extent(renderer)), label.get_text()
+    fig, ax = plt.subplots()
+    assert _race_axis(ax, lever, 7) == [0.91, 0.90]
     plt.close(fig)

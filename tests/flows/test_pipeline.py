@@ -73,7 +73,8 @@ def test_pipeline_publishes_every_cell_then_reruns_from_cache(s3_bucket, tmp_pat
             for fam in ("bp", "cnn")} <= set(manifest["files"])
     assert "broken" in manifest["failed_datasets"]
     # `--study`: one study over both datasets and families, its figures in the report.
-    assert {"plots/study-digits.png", "plots/study-clothes.png"} <= set(manifest["files"])
+    assert {"plots/study-depth-digits.png", "plots/study-depth-clothes.png"} <= \
+        set(manifest["files"])
     comp = read_json(join(run, "comparison.json"))
     for ds in ("digits", "clothes"):
         for fam in ("bp", "cnn"):
