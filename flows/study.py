@@ -51,7 +51,7 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
     plan = configured_plan(subs, cfg) if cfg.budget_s is None else \
         budget_plan(subs, lever_cfgs, cfg, started)
     end = None if cfg.budget_s is None else wall_started + cfg.budget_s - FINISH_S
-    runner, log = Runner(end), get_run_logger()
+    runner, log = Runner(end, plan.slots), get_run_logger()
     depth: dict[str, list[Point]] = {}
     races: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -59,11 +59,13 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
         step(log, "study: %s", msg)
     groups = []
     for k, b in sorted(subs.items(), key=lambda kv: -plan.estimate(
-            kv[0], Size(counts(kv[1])["train"], max(1, plan.epochs[kv[0]])), 1, True)):
-        if plan.epochs[k]:
+            kv[0], Size(counts(kv[1])["train"], max(1, plan.epochs[kv[0]])), True)):
+        if plan.epochs[k]:  # the longest first: no long training starts last
             size = Size(counts(b)["train"], plan.epochs[k])
             depth[k] = [runner.submit(sized(b, size, size.images, s), f"{k} depth seed {s}",
-                                      test=True, part="depth") for s in seeds(cfg)]
+                                      test=True, part="depth",
+                                      estimate_s=plan.estimate(k, size, True))
+                        for s in seeds(cfg)]
             groups.append((depth[k], lambda g: []))
     say(f"{sum(len(v) for v in depth.values())} depth trainings submitted")
     for k, b in subs.items():
@@ -95,7 +97,8 @@ def _rung(cfg: StudyConfig, plan: Plan, runner: Runner, key: str, lever: str, cf
     entrants = race.entrants(rung)
     pts = [runner.submit(sized(cfgs[i], size, n, race_seed(cfg), cfg.plan.eval_samples),
                          f"{key} {lever}={race.values[i]!r} rung {rung}", test=False,
-                         part="race")
+                         part="race", estimate_s=plan.estimate(key, size, False,
+                                                               cfg.plan.eval_samples))
            for i in entrants]
 
     def then(done: list[Point]) -> list[tuple[list[Point], Any]]:
@@ -107,11 +110,13 @@ def _rung(cfg: StudyConfig, plan: Plan, runner: Runner, key: str, lever: str, cf
             race.record(rung, i, val)
         nxt = race.next_rung()
         if nxt is not None:
-            if runner.fits(plan.estimate(key, race.sizes[nxt], len(race.entrants(nxt)), False)):
+            rung_s = len(race.entrants(nxt)) * plan.estimate(key, race.sizes[nxt], False,
+                                                             cfg.plan.eval_samples)
+            if runner.fits(rung_s):
                 return [_rung(cfg, plan, runner, key, lever, cfgs, state, base, nxt)]
             state["note"] = f"the budget cut the race after rung {rung}"
         size = plan.confirm[key]
-        if size is None or not runner.fits(plan.estimate(key, size, 2 * cfg.plan.seeds, True)):
+        if size is None or not runner.fits(2 * cfg.plan.seeds * plan.estimate(key, size, True)):
             state["reason"] = "the budget ended before its confirmation"
             return []
         return [_confirm(cfg, plan, runner, key, lever, cfgs, state, base)]
@@ -128,7 +133,8 @@ def _confirm(cfg: StudyConfig, plan: Plan, runner: Runner, key: str, lever: str,
     rec = race.values.index(race.recipe)
     arms = {"chosen": cfgs[win], "recipe": cfgs[rec]}
     pts = {arm: [runner.submit(sized(c, size, n, s), f"{key} {lever}={race.values[i]!r} "
-                               f"confirm seed {s}", test=True, part="confirm") for s in seeds(cfg)]
+                               f"confirm seed {s}", test=True, part="confirm",
+                               estimate_s=plan.estimate(key, size, True)) for s in seeds(cfg)]
            for (arm, c), i in zip(arms.items(), (win, rec))}
 
     def then(done: list[Point]) -> list:

@@ -100,22 +100,16 @@ class Plan:
     slots: int = 1
     factor: float = 1.0
 
-    def estimate(self, key: str, size: Size, points: int, test: bool) -> float:
-        """Wall seconds `points` trainings of `size` take on the plan's places (0: unknown)."""
+    def estimate(self, key: str, size: Size, test: bool, val: Optional[int] = None) -> float:
+        """Machine-seconds of one training of `size` (0: no speed measured)."""
         sp = self.speeds.get(key)
-        if sp is None:
-            return 0.0
-        return self.factor * points * train_s(sp, size, test=test) / max(1, min(self.slots,
-                                                                                 points))
+        return 0.0 if sp is None else self.factor * train_s(sp, size, val=val, test=test)
 
     def rungs(self, key: str, values: int, eta: int) -> Optional[list[Size]]:
         """The rung sizes of a race of `values` values: the top rung's, divided by eta per
         rung down (never below MIN_IMAGES for one epoch)."""
         top = self.race_top.get(key)
-        if top is None:
-            return None
-        k = rung_count(values, eta)
-        return [_scaled(top, eta ** -(k - 1 - r)) for r in range(k)]
+        return None if top is None else rung_sizes(top, values, eta)
 
 
 def _scaled(size: Size, f: float) -> Size:
@@ -125,42 +119,59 @@ def _scaled(size: Size, f: float) -> Size:
     return Size(max(MIN_IMAGES, min(size.images, int(size.images * w))), 1)
 
 
-def confirm_s(speeds: dict[str, Speed], sizes: dict[str, Size], epochs: dict[str, int],
-              seeds: int) -> float:
-    """Both arms of every lever on `seeds` seeds; the recipe's arm is a depth model (trained
-    already) when the size is the depth models' own."""
-    total = 0.0
-    for k, sp in speeds.items():
-        size = sizes[k]
-        for rels in sp.levers.values():
-            mean_rel = sum(rels) / len(rels)
-            arms = mean_rel + (0.0 if size == Size(sp.train_count, epochs.get(k, 0)) else 1.0)
-            total += seeds * arms * train_s(sp, size, test=True)
-    return total
+def confirm_s(sp: Speed, size: Size, depth_epochs: int, seeds: int) -> float:
+    """Both arms of every lever of one (dataset, family) on `seeds` seeds; the recipe's arm is
+    a depth model (trained already) when the size is the depth models' own."""
+    recipe_arm = 0.0 if size == Size(sp.train_count, depth_epochs) else 1.0
+    return sum(seeds * (sum(rels) / len(rels) + recipe_arm) * train_s(sp, size, test=True)
+               for rels in sp.levers.values())
 
 
-def race_s(speeds: dict[str, Speed], tops: dict[str, Size], eta: int, val_sample: int) -> float:
-    total = 0.0
-    for k, sp in speeds.items():
-        for rels in sp.levers.values():
-            plan = Plan({}, {}, {k: tops[k]}, {}, 0.0, [])
-            sizes = plan.rungs(k, len(rels), eta) or []
-            mean_rel = sum(rels) / len(rels)
-            total += sum(n * mean_rel * train_s(sp, s, val=val_sample)
-                         for n, s in zip(entrants_at(len(rels), eta), sizes))
-    return total
+def rung_sizes(top: Size, values: int, eta: int) -> list[Size]:
+    """A race's rungs: the top rung's size divided by eta per rung down."""
+    k = rung_count(values, eta)
+    return [_scaled(top, eta ** -(k - 1 - r)) for r in range(k)]
 
 
-def _ladder(speeds: dict[str, Speed], base: dict[str, int]) -> list[dict[str, Size]]:
-    """Sizes halving from each (dataset, family)'s base epochs of all images down to
-    MIN_IMAGES for one epoch."""
+def race_s(sp: Speed, top: Size, eta: int, val_sample: int) -> float:
+    """Every race of one (dataset, family), its points validated on the sample."""
+    return sum(n * sum(rels) / len(rels) * train_s(sp, s, val=val_sample)
+               for rels in sp.levers.values()
+               for n, s in zip(entrants_at(len(rels), eta), rung_sizes(top, len(rels), eta)))
+
+
+def _ladder(sp: Speed, epochs: int, cap: Optional[Size] = None) -> list[Size]:
+    """Sizes halving from all images × epochs (or cap) down to MIN_IMAGES for one epoch."""
     out, q = [], 1.0
     while True:
-        sizes = {k: size_at(sp, q, max(1, base[k])) for k, sp in speeds.items()}
-        if out and sizes == out[-1]:
+        size = size_at(sp, q, max(1, epochs))
+        if cap is not None and size.work > cap.work:
+            size = cap
+        if out and size == out[-1]:
             return out
-        out.append(sizes)
+        out.append(size)
         q /= 2
+
+
+def share_out(options: dict[str, list[tuple[Size, float]]], budget: float
+              ) -> dict[str, Optional[Size]]:
+    """Equal shares of budget, water-filled: a (dataset, family) whose largest size costs less
+    than its share takes it and leaves the rest to the others; the others take the largest
+    size within their share (None: not even the smallest)."""
+    out: dict[str, Optional[Size]] = {}
+    open_, left = dict(options), budget
+    while open_:
+        share = left / len(open_)
+        settled = [k for k, opts in open_.items() if opts[0][1] <= share]
+        if not settled:
+            break
+        for k in settled:
+            out[k] = open_[k][0][0]
+            left -= open_.pop(k)[0][1]
+    for k, opts in open_.items():
+        share = left / len(open_)
+        out[k] = next((size for size, c in opts if c <= share), None)
+    return out
 
 
 def plan(speeds: dict[str, Speed], machine_s: float, seeds: int, eta: int,
@@ -172,42 +183,35 @@ def plan(speeds: dict[str, Speed], machine_s: float, seeds: int, eta: int,
     epochs = depth_epochs(speeds, seeds, capacity)
     spent = sum(depth_s(sp, epochs[k], seeds) for k, sp in speeds.items() if epochs[k])
     rest = max(0.0, machine_s - spent)
-    confirm = race = None
-    for sizes in _ladder(speeds, epochs):
-        if confirm_s(speeds, sizes, epochs, seeds) <= CONFIRM_SHARE * rest:
-            confirm = sizes
-            break
-    race_budget = rest - (confirm_s(speeds, confirm, epochs, seeds) if confirm else 0.0)
-    if confirm is not None:
-        for tops in _ladder(speeds, {k: confirm[k].epochs for k in speeds}):
-            tops = {k: t if t.work <= confirm[k].work else confirm[k] for k, t in tops.items()}
-            if race_s(speeds, tops, eta, val_sample) <= race_budget:
-                race = tops
-                break
-    if race is None:
-        confirm = None
+    levered = {k: sp for k, sp in speeds.items() if sp.levers}
+    confirm = share_out({k: [(s, confirm_s(sp, s, epochs[k], seeds))
+                             for s in _ladder(sp, epochs[k])] for k, sp in levered.items()},
+                        CONFIRM_SHARE * rest)
+    used = sum(confirm_s(levered[k], s, epochs[k], seeds) for k, s in confirm.items() if s)
+    race = share_out({k: [(s, race_s(sp, s, eta, val_sample))
+                          for s in _ladder(sp, confirm[k].epochs, confirm[k])]
+                      for k, sp in levered.items() if confirm[k] is not None}, rest - used)
+    confirm = {k: confirm.get(k) if race.get(k) else None for k in speeds}
+    race = {k: race.get(k) for k in speeds}
     seconds = {"depth": spent,
-               "race": race_s(speeds, race, eta, val_sample) if race else 0.0,
-               "confirm": confirm_s(speeds, confirm, epochs, seeds) if confirm else 0.0}
+               "race": sum(race_s(speeds[k], s, eta, val_sample) for k, s in race.items() if s),
+               "confirm": sum(confirm_s(speeds[k], s, epochs[k], seeds)
+                              for k, s in confirm.items() if s)}
     notes = _notes(speeds, epochs, confirm, race, seconds, machine_s, seeds)
-    return Plan(epochs, {k: (confirm or {}).get(k) for k in speeds},
-                {k: (race or {}).get(k) for k in speeds}, seconds, machine_s, notes,
-                speeds=speeds)
+    return Plan(epochs, confirm, race, seconds, machine_s, notes, speeds=speeds)
 
 
-def _notes(speeds: dict[str, Speed], epochs: dict[str, int], confirm: Optional[dict],
-           race: Optional[dict], seconds: dict[str, float], machine_s: float,
+def _notes(speeds: dict[str, Speed], epochs: dict[str, int], confirm: dict[str, Optional[Size]],
+           race: dict[str, Optional[Size]], seconds: dict[str, float], machine_s: float,
            seeds: int) -> list[str]:
     notes = [f"{machine_s:,.0f} machine-seconds: depth {seconds['depth']:,.0f}, race "
              f"{seconds['race']:,.0f}, confirmation {seconds['confirm']:,.0f} planned"]
     for k, sp in speeds.items():
-        if not epochs[k]:
-            notes.append(f"{k}: not trained (one epoch of {seeds} seed(s) needs "
-                         f"{depth_s(sp, 1, seeds):,.0f} machine-seconds)")
-            continue
-        line = (f"{k}: depth {seeds} × {sp.train_count:,} images × {epochs[k]} of its "
+        line = (f"{k}: not trained (one epoch of {seeds} seed(s) needs "
+                f"{depth_s(sp, 1, seeds):,.0f} machine-seconds)" if not epochs[k] else
+                f"{k}: depth {seeds} × {sp.train_count:,} images × {epochs[k]} of its "
                 f"{sp.epochs} epoch(s) at {sp.img_per_s:,.0f} img/s")
-        if confirm and race:
+        if confirm[k] and race[k]:
             line += (f"; levers raced up to {race[k].images:,} images × {race[k].epochs} "
                      f"epoch(s), confirmed at {confirm[k].images:,} × {confirm[k].epochs}")
         else:

@@ -65,7 +65,7 @@ def depth_row(key: str, base: TrainConfig, plan: Plan, points: list[Point],
                            "epochs": plan.epochs[key], "epochs_run": [], "val_curve": [],
                            "trained": False, "reason": ""}
     if not points:
-        row["reason"] = next((x.split(": ", 1)[1] for x in plan.notes
+        row["reason"] = next((x.split(": ", 1)[1].split("; ")[0] for x in plan.notes
                               if x.startswith(f"{key}: not trained")), "not trained")
         return row
     reasons = []

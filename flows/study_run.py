@@ -29,6 +29,7 @@ class Point:
     cfg: TrainConfig
     train: PrefectFuture
     part: str
+    estimate_s: float = 0.0  # machine-seconds the plan expects it to take
     evaluate: Optional[PrefectFuture] = None
     submitted: float = field(default_factory=time.monotonic)
 
@@ -39,13 +40,18 @@ class Point:
 class Runner:
     """Submits trainings (each config once) and says when a group of them is done."""
 
-    def __init__(self, end_wall: Optional[float]) -> None:
+    def __init__(self, end_wall: Optional[float], slots: int = 1) -> None:
         self.end_wall = end_wall  # the deadline every training gets (time.time() seconds)
+        self.slots = max(1, slots)
         self.points: dict[str, Point] = {}
 
-    def fits(self, seconds: float) -> bool:
-        """Whether work predicted to take `seconds` ends before the budget's end."""
-        return self.end_wall is None or time.time() + SAFETY * seconds <= self.end_wall
+    def fits(self, machine_s: float) -> bool:
+        """Whether work of `machine_s` machine-seconds, queued behind every point not yet
+        done, ends before the budget's end."""
+        if self.end_wall is None:
+            return True
+        queued = sum(p.estimate_s for p in self.points.values() if not done(p))
+        return time.time() + SAFETY * (queued + machine_s) / self.slots <= self.end_wall
 
     def taken(self, part: str) -> float:
         """Machine-seconds the part's trainings took (their wall seconds, summed)."""
@@ -54,7 +60,8 @@ class Runner:
         return sum(float(point_info(p).get("wall_seconds") or 0.0)
                    for p in self.points.values() if p.part == part)
 
-    def submit(self, c: TrainConfig, name: str, test: bool, part: str) -> Point:
+    def submit(self, c: TrainConfig, name: str, test: bool, part: str,
+               estimate_s: float = 0.0) -> Point:
         if self.end_wall is not None:
             c = c.model_copy(update={"scaling": c.scaling.model_copy(
                 update={"deadline": self.end_wall})})
@@ -65,7 +72,8 @@ class Runner:
                 have.evaluate = _evaluate(have.train, name)
             return have
         fut = train_task.with_options(task_run_name=f"study train {name}").submit(c)
-        self.points[key] = Point(c, fut, part, _evaluate(fut, name) if test else None)
+        self.points[key] = Point(c, fut, part, estimate_s,
+                                 _evaluate(fut, name) if test else None)
         return self.points[key]
 
 
