@@ -237,7 +237,8 @@ class PipelineConfig(BaseModel):
         3, ge=0, description="seconds each final training spends outside its steps")
     champion_margin: float = Field(
         0.0, ge=0, le=1, description="test accuracy a new model must add to become champion")
-    study: bool = Field(False, description="also run the one-lever-at-a-time study")
+    study: bool = Field(False, description="also run the study over the branches' datasets "
+                       "and families (depth on trained models, levers raced and confirmed)")
     study_plan: StudyPlan = Field(StudyPlan(), description="the study's levers and seeds",
                                   json_schema_extra={"cli_prefix": "study_"})
     study_budget_s: Optional[float] = Field(

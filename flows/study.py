@@ -78,7 +78,7 @@ def study(cfg: StudyConfig = StudyConfig()) -> str:
                 continue
             state["race"] = Race(values, lever_value(b, lv), sizes, cfg.plan.eta)
             groups.append(_rung(cfg, plan, runner, k, lv, lever_cfgs[k][lv], state, b, 0))
-    drive(groups, say)
+    drive(groups, say, runner)
     say("every training done; writing the findings")
     rows = [depth_row(k, subs[k], plan, depth.get(k, []), counts(subs[k]))
             for k in subs]

@@ -19,6 +19,7 @@ from lightning_modules.nets import FAMILIES, forward_flops
 from lightning_modules.store import join, read_json
 
 CALIBRATION_IMAGES = 2000
+CALIBRATION_SEED = 10_000_000  # far from the depth, confirmation and race seeds
 # A training's seconds outside its own process's work once Ray's workers are warm (the task's
 # scheduling, the bundle's write): the pipeline's measured figure (flows.config
 # PipelineConfig.overhead_seconds). The calibration's own start is cold and would overstate it.
@@ -67,9 +68,12 @@ def budget_plan(subjects: dict[str, TrainConfig], levers: dict[str, dict[str, li
 
     assert cfg.budget_s is not None
     cal_started = time.monotonic()
+    # A fresh seed each time: a cached calibration would be a speed measured on another
+    # machine, or at another number of threads (which a training's cache key leaves out).
+    seed = CALIBRATION_SEED + int(time.time() * 1000) % 1_000_000_000
     futures = {k: train_task.with_options(task_run_name=f"study calibrate {k}").submit(
         b.model_copy(update={"max_train_samples": CALIBRATION_IMAGES, "epochs": 1,
-                             "max_eval_samples": cfg.plan.eval_samples}))
+                             "seed": seed, "max_eval_samples": cfg.plan.eval_samples}))
         for k, b in subjects.items()}
     speeds = {}
     for k, b in subjects.items():

@@ -7,10 +7,11 @@ training here. The rule, in order:
    its epochs, the others share the rest alike). When one epoch of every model does not fit
    even the whole budget, the most expensive (dataset, family) is left out (not tested) until
    it does.
-2. Of what is left, `CONFIRM_SHARE` goes to the confirmations (the race's winner and the recipe
-   on fresh seeds, one size for both, the depth models' own when it fits, else halved until it
-   fits) and the rest to the races (successive halving whose top rung is at most the
-   confirmation's size, halved until every race fits).
+2. What is left goes to the levers, in equal shares per (dataset, family) (water-filled, the
+   dearest left out when even its smallest size does not fit its share): one size for its
+   confirmations (the race's winner and the recipe on fresh seeds; the depth models' own when
+   it fits, else halved until it fits) and for its races' top rung (successive halving, each
+   rung below eta times smaller).
 3. Nothing that does not fit is run: it is reported as not tested, with the seconds it needed.
 """
 from __future__ import annotations
@@ -21,8 +22,7 @@ from typing import Optional
 from flows.study_race import Size, entrants_at, rung_count
 
 MIN_IMAGES = 500  # below this a point says more about noise than about its lever
-DEPTH_SHARE = 0.5
-CONFIRM_SHARE = 0.6
+DEPTH_SHARE = 0.6
 EVAL_SPEEDUP = 3.0  # a forward pass (validation, test) at three times the training rate
 
 
@@ -157,20 +157,24 @@ def share_out(options: dict[str, list[tuple[Size, float]]], budget: float
               ) -> dict[str, Optional[Size]]:
     """Equal shares of budget, water-filled: a (dataset, family) whose largest size costs less
     than its share takes it and leaves the rest to the others; the others take the largest
-    size within their share (None: not even the smallest)."""
-    out: dict[str, Optional[Size]] = {}
+    size within their share. When even the smallest size of some does not fit their share,
+    the dearest of those is left out (None) until the rest fit."""
+    out: dict[str, Optional[Size]] = {k: None for k in options}
     open_, left = dict(options), budget
     while open_:
         share = left / len(open_)
         settled = [k for k, opts in open_.items() if opts[0][1] <= share]
-        if not settled:
+        if settled:
+            for k in settled:
+                out[k] = open_[k][0][0]
+                left -= open_.pop(k)[0][1]
+            continue
+        short = [k for k, opts in open_.items() if opts[-1][1] > share]
+        if not short:
             break
-        for k in settled:
-            out[k] = open_[k][0][0]
-            left -= open_.pop(k)[0][1]
+        open_.pop(max(short, key=lambda k: open_[k][-1][1]))
     for k, opts in open_.items():
-        share = left / len(open_)
-        out[k] = next((size for size, c in opts if c <= share), None)
+        out[k] = next((size for size, c in opts if c <= left / len(open_)), None)
     return out
 
 
@@ -183,16 +187,13 @@ def plan(speeds: dict[str, Speed], machine_s: float, seeds: int, eta: int,
     epochs = depth_epochs(speeds, seeds, capacity)
     spent = sum(depth_s(sp, epochs[k], seeds) for k, sp in speeds.items() if epochs[k])
     rest = max(0.0, machine_s - spent)
-    levered = {k: sp for k, sp in speeds.items() if sp.levers}
-    confirm = share_out({k: [(s, confirm_s(sp, s, epochs[k], seeds))
-                             for s in _ladder(sp, epochs[k])] for k, sp in levered.items()},
-                        CONFIRM_SHARE * rest)
-    used = sum(confirm_s(levered[k], s, epochs[k], seeds) for k, s in confirm.items() if s)
-    race = share_out({k: [(s, race_s(sp, s, eta, val_sample))
-                          for s in _ladder(sp, confirm[k].epochs, confirm[k])]
-                      for k, sp in levered.items() if confirm[k] is not None}, rest - used)
-    confirm = {k: confirm.get(k) if race.get(k) else None for k in speeds}
-    race = {k: race.get(k) for k in speeds}
+    # One size per (dataset, family) for its confirmations and its races' top rung.
+    levers = share_out({k: [(s, confirm_s(sp, s, epochs[k], seeds) + race_s(sp, s, eta,
+                                                                           val_sample))
+                            for s in _ladder(sp, epochs[k])]
+                        for k, sp in speeds.items() if sp.levers}, rest)
+    confirm = {k: levers.get(k) for k in speeds}
+    race = dict(confirm)
     seconds = {"depth": spent,
                "race": sum(race_s(speeds[k], s, eta, val_sample) for k, s in race.items() if s),
                "confirm": sum(confirm_s(speeds[k], s, epochs[k], seeds)
@@ -222,29 +223,7 @@ def _notes(speeds: dict[str, Speed], epochs: dict[str, int], confirm: dict[str, 
     return notes
 
 
-def trained(curve: list[float], epochs_run: int, planned: int, family_epochs: int
-            ) -> tuple[bool, str]:
-    """The stated rule: a model counts as trained when it ran its planned epochs and either
-    reached its family's own epochs or gained less than half a point of validation accuracy
-    in its last epoch."""
-    if epochs_run < planned:
-        return False, f"stopped at the deadline after {epochs_run} of {planned} epoch(s)"
-    if planned >= family_epochs:
-        return True, f"reached the family's {family_epochs} epoch(s)"
-    if len(curve) < 2:
-        return False, f"one of the family's {family_epochs} epochs: no sign of convergence"
-    gain = curve[-1] - curve[-2]
-    if gain < GAIN_CONVERGED:
-        return True, f"last epoch gained {gain:+.4f} validation accuracy"
-    return False, (f"still gaining {gain:+.4f} validation accuracy at epoch {len(curve)} of "
-                   f"the family's {family_epochs}")
-
-
-GAIN_CONVERGED = 0.005
 
 
 def machine_seconds(left_s: float, slots: int, factor: float = 1.0) -> float:
     return max(0.0, left_s) * max(1, slots) / max(1.0, factor)
-
-
-

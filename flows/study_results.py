@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from cluster.config import TrainConfig
 from flows.config import StudyConfig
-from flows.study_plan import Plan, trained
+from flows.study_plan import Plan
 from flows.study_points import seeds
 from flows.study_run import Point
 from flows.study_stats import holm, paired_t, verdict
@@ -21,6 +21,25 @@ from lightning_modules.nets import FAMILIES
 from lightning_modules.store import join, read_json
 
 DEPTH_PAIRS = (("bp", "dnn"), ("cnn", "dcnn"), ("bp", "dcnn"))
+GAIN_CONVERGED = 0.005  # half a point of validation accuracy
+
+
+def trained(curve: list[float], epochs_run: int, planned: int, family_epochs: int
+            ) -> tuple[bool, str]:
+    """The stated rule: a model counts as trained when it ran its planned epochs and either
+    reached its family's own epochs or gained less than half a point of validation accuracy
+    in its last epoch."""
+    if epochs_run < planned:
+        return False, f"stopped at the deadline after {epochs_run} of {planned} epoch(s)"
+    if planned >= family_epochs:
+        return True, f"reached the family's {family_epochs} epoch(s)"
+    if len(curve) < 2:
+        return False, f"one of the family's {family_epochs} epochs: no sign of convergence"
+    gain = curve[-1] - curve[-2]
+    if gain < GAIN_CONVERGED:
+        return True, f"last epoch gained {gain:+.4f} validation accuracy"
+    return False, (f"still gaining {gain:+.4f} validation accuracy at epoch {len(curve)} of "
+                   f"the family's {family_epochs}")
 
 
 def _result(fut: Any) -> Optional[str]:

@@ -53,6 +53,9 @@ class Runner:
         queued = sum(p.estimate_s for p in self.points.values() if not done(p))
         return time.time() + SAFETY * (queued + machine_s) / self.slots <= self.end_wall
 
+    def done_count(self) -> int:
+        return sum(done(p) for p in self.points.values())
+
     def taken(self, part: str) -> float:
         """Machine-seconds the part's trainings took (their wall seconds, summed)."""
         from flows.study_results import point_info
@@ -87,7 +90,7 @@ def done(point: Point) -> bool:
 
 
 def drive(groups: list[tuple[list[Point], Callable[[list[Point]], list[tuple[list[Point], Any]]]]],
-          log: Callable[[str], None]) -> None:
+          log: Callable[[str], None], runner: Optional[Runner] = None) -> None:
     """Wait on groups of points; when a group is done, its callback runs and may submit new
     groups (the next rung, a confirmation). Returns when no group is pending."""
     pending = list(groups)
@@ -105,4 +108,7 @@ def drive(groups: list[tuple[list[Point], Callable[[list[Point]], list[tuple[lis
         pending = still
         if time.monotonic() - last_report > 60 and pending:
             last_report = time.monotonic()
-            log(f"{finished} group(s) of points done, {len(pending)} pending")
+            trained = f"{runner.done_count()} of {len(runner.points)} trainings done; " \
+                if runner else ""
+            log(f"{trained}{finished} group(s) done (depth models, race rungs, "
+                f"confirmations), {len(pending)} pending")

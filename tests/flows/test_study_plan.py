@@ -2,7 +2,8 @@
 confirmations and races sized to what is left; what does not fit is not run."""
 from __future__ import annotations
 
-from flows.study_plan import MIN_IMAGES, Speed, depth_s, plan, trained
+from flows.study_plan import DEPTH_SHARE, MIN_IMAGES, Speed, depth_s, plan
+from flows.study_results import trained
 
 
 def _speeds(ips_conv: float = 800.0) -> dict[str, Speed]:
@@ -26,7 +27,7 @@ def test_a_tight_budget_gives_depth_its_share_and_sizes_the_rest_to_fit():
     assert p.epochs["mnist/bp"] == 10  # cheap: all its epochs
     assert 1 <= p.epochs["mnist/dcnn"] < 10
     assert sum(p.seconds.values()) <= machine_s
-    assert p.seconds["depth"] <= 0.5 * machine_s + 1e-6
+    assert p.seconds["depth"] <= DEPTH_SHARE * machine_s + 1e-6
     if p.confirm["mnist/dcnn"] is not None:
         assert p.confirm["mnist/dcnn"].work <= 54_000 * p.epochs["mnist/dcnn"]
         assert p.rungs("mnist/dcnn", 4, 2)[-1].work <= p.confirm["mnist/dcnn"].work
