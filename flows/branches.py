@@ -15,6 +15,7 @@ from flows.pipeline_plan import (
     branch_cost,
     final_config,
     plan_epochs,
+    plan_images,
     plan_trials,
     study_config,
     tune_config,
@@ -99,21 +100,31 @@ def plan_final(cfg: PipelineConfig, records: list[BranchRecord], data: dict[str,
     live = [r for r in records if not r.error]
     if cfg.epochs is not None or cfg.run_time_budget_s is None:
         return {r.key: cfg.epochs or cfg.max_final_epochs for r in live}, None
-    costs = {}
+    costs, n_trains = {}, {}
     for r in live:
         manifest = read_json(join(data[r.dataset], layout.MANIFEST)) or {}
         splits = manifest["splits"]
-        n_train = min(splits["train"]["count"], cfg.max_train_samples or 1 << 62)
+        n_train = n_trains[r.key] = min(splits["train"]["count"],
+                                        cfg.max_train_samples or 1 << 62)
         ips = r.img_per_s or 100.0  # unmeasured (a tuning from before speeds were kept): slow
         costs[r.key] = branch_cost(ips, n_train, splits["val"]["count"], cfg.seeds,
                                    cfg.overhead_seconds, splits["test"]["count"],
                                    TTA_PASSES if augments(manifest["shape"]) else 1)
     width = slots(cfg, [(r.dataset, r.family) for r in live])
     epochs, note = plan_epochs(costs, seconds_left, width, cfg.max_final_epochs)
+    images, shrunk = plan_images(costs, seconds_left, width, n_trains)
     for r in live:
         c = costs[r.key]
-        r.epochs = epochs[r.key]
-        r.planned_seconds = round(c.epoch_s * epochs[r.key] * c.runs, 1)  # steps, as "taken"
+        r.epochs, r.train_images = epochs[r.key], images[r.key]
+        share = (images[r.key] or n_trains[r.key]) / n_trains[r.key]
+        steps = (c.epoch_s - c.val_s) * share + c.val_s
+        r.planned_seconds = round(steps * epochs[r.key] * c.runs, 1)  # steps, as "taken"
+    if shrunk:
+        total = sum(r.planned_seconds + costs[r.key].fixed_s * costs[r.key].runs for r in live)
+        note = (f"budget: {seconds_left:.0f} s left for the final trainings × {width} at once; "
+                f"planned {total / width:.0f} s of it; {shrunk}")
+        if total / width > seconds_left + 1e-6:
+            note += " (over: even the smallest subsets do not fit what is left)"
     return epochs, note
 
 
@@ -134,7 +145,8 @@ def branch_task(cfg: PipelineConfig, rec: BranchRecord, epochs: int) -> BranchRe
     ds, fam = rec.dataset, rec.family
     rec = rec.model_copy(update={"epochs": epochs, "train_seconds": 0.0})
     for s in range(cfg.seeds):
-        tcfg = final_config(cfg, rec.tuned_train_config, ds, fam, cfg.seed + s, epochs)
+        tcfg = final_config(cfg, rec.tuned_train_config, ds, fam, cfg.seed + s, epochs,
+                            rec.train_images)
         bundle, err = outcome(train_task.with_options(task_run_name=f"train {ds}/{fam} seed "
                                                        f"{tcfg.seed}")(tcfg, return_state=True))
         if err:
@@ -166,9 +178,10 @@ def budget_lines(cfg: PipelineConfig, records: list[BranchRecord], plan_note: Op
             continue
         speed = f"{r.img_per_s:,.0f} img/s" if r.img_per_s else "speed not measured"
         planned = f"{r.planned_seconds:.0f} s planned, " if r.planned_seconds else ""
+        subset = f" on {r.train_images:,} images" if r.train_images else ""
         lines.append(f"{r.key}: {r.trials} trial(s) in {r.tune_seconds or 0:.0f} s, {speed} → "
-                     f"{r.epochs} epoch(s) ({planned}{r.train_seconds or 0:.0f} s taken in "
-                     "training steps)")
+                     f"{r.epochs} epoch(s){subset} ({planned}{r.train_seconds or 0:.0f} s taken "
+                     "in training steps)")
     return lines
 
 

@@ -45,10 +45,11 @@ def tune_config(cfg: PipelineConfig, dataset: str, family: str, trials: int) -> 
 
 
 def final_config(cfg: PipelineConfig, best_train_config: Optional[dict[str, Any]], dataset: str,
-                 family: str, seed: int, epochs: Optional[int] = None) -> TrainConfig:
-    """The tuned levers (model and optimiser) with the pipeline's data size and seed, and the
-    planned epochs (or the config's)."""
-    base = base_train(cfg, dataset, family, seed, cfg.max_train_samples)
+                 family: str, seed: int, epochs: Optional[int] = None,
+                 images: Optional[int] = None) -> TrainConfig:
+    """The tuned levers (model and optimiser) with the pipeline's data size (or the plan's
+    subset of it) and seed, and the planned epochs (or the config's)."""
+    base = base_train(cfg, dataset, family, seed, images or cfg.max_train_samples)
     if epochs is not None:
         base = base.model_copy(update={"epochs": epochs})
     if best_train_config is None:
@@ -86,6 +87,7 @@ class BranchCost:
     epoch_s: float
     fixed_s: float
     runs: int = 1  # one training per seed
+    val_s: float = 0.0  # the part of epoch_s that validates (a subset of images keeps it)
 
 
 def branch_cost(img_per_s: float, n_train: int, n_val: int, runs: int, overhead_s: float,
@@ -94,7 +96,7 @@ def branch_cost(img_per_s: float, n_train: int, n_val: int, runs: int, overhead_
     test-time augmentation) are taken at three times the training rate."""
     evaluation = n_test * eval_passes / (3 * img_per_s)
     return BranchCost(epoch_s=n_train / img_per_s + n_val / (3 * img_per_s),
-                      fixed_s=overhead_s + evaluation, runs=runs)
+                      fixed_s=overhead_s + evaluation, runs=runs, val_s=n_val / (3 * img_per_s))
 
 
 def plan_epochs(costs: dict[str, BranchCost], seconds: float, slots: int, max_epochs: int
@@ -130,3 +132,35 @@ def plan_epochs(costs: dict[str, BranchCost], seconds: float, slots: int, max_ep
     if spent > capacity:
         note += " (over: every model gets at least one epoch)"
     return epochs, note
+
+
+MIN_FINAL_IMAGES = 1000  # a final model on fewer images says little
+
+
+def plan_images(costs: dict[str, BranchCost], seconds: float, slots: int,
+                n_train: dict[str, int]) -> tuple[dict[str, Optional[int]], Optional[str]]:
+    """When one epoch of every branch on all its images does not fit, a seeded subset of the
+    dearest branches' training images (one epoch each), water-filled: a branch whose epoch
+    costs less than an equal share keeps all its images, the others share the rest alike
+    (never fewer than MIN_FINAL_IMAGES). None: all images. The note says what was shrunk."""
+    capacity = seconds * max(1, slots) - sum(c.fixed_s * c.runs for c in costs.values())
+    steps = {k: (c.epoch_s - c.val_s) * c.runs for k, c in costs.items()}
+    val = {k: c.val_s * c.runs for k, c in costs.items()}
+    if sum(steps.values()) + sum(val.values()) <= capacity:
+        return {k: None for k in costs}, None
+    out: dict[str, Optional[int]] = {}
+    open_, left = dict(steps), max(0.0, capacity - sum(val.values()))
+    while open_:
+        share = left / len(open_)
+        settled = [k for k, v in open_.items() if v <= share]
+        if not settled:
+            break
+        for k in settled:
+            out[k] = None
+            left -= open_.pop(k)
+    for k, v in open_.items():
+        part = (left / len(open_)) / v if v > 0 else 1.0
+        out[k] = min(n_train[k], max(MIN_FINAL_IMAGES, int(part * n_train[k])))
+    shrunk = [f"{k} {out[k]:,} of {n_train[k]:,}" for k in costs if out[k] is not None]
+    return out, ("one epoch on all training images does not fit: a seeded subset for "
+                 f"{', '.join(shrunk)} images")

@@ -31,6 +31,8 @@ class BranchRecord(BaseModel):
     img_per_s: Optional[float] = Field(None, description="the tuning winner's measured speed")
     startup_s: Optional[float] = None
     epochs: Optional[int] = None
+    train_images: Optional[int] = Field(None, description="the plan's seeded subset of the "
+                                        "training images (None: all)")
     planned_seconds: Optional[float] = None
     train_seconds: Optional[float] = None
     tuned_train_config: Optional[dict[str, Any]] = None

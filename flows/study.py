@@ -108,19 +108,46 @@ def _rung(cfg: StudyConfig, plan: Plan, runner: Runner, key: str, lever: str, cf
                 state["reason"] = f"a race point failed at rung {rung}"
                 return []
             race.record(rung, i, val)
-        nxt = race.next_rung()
-        if nxt is not None:
-            rung_s = len(race.entrants(nxt)) * plan.estimate(key, race.sizes[nxt], False,
-                                                             cfg.plan.eval_samples)
-            if runner.fits(rung_s):
-                return [_rung(cfg, plan, runner, key, lever, cfgs, state, base, nxt)]
-            state["note"] = f"the budget cut the race after rung {rung}"
-        size = plan.confirm[key]
-        if size is None or not runner.fits(2 * cfg.plan.seeds * plan.estimate(key, size, True)):
-            state["reason"] = "the budget ended before its confirmation"
-            return []
-        return [_confirm(cfg, plan, runner, key, lever, cfgs, state, base)]
+        return _advance(cfg, plan, runner, key, lever, cfgs, state, base)
     return pts, then
+
+
+def _advance(cfg: StudyConfig, plan: Plan, runner: Runner, key: str, lever: str, cfgs: list,
+             state: dict, base: Any) -> list[tuple[list[Point], Any]]:
+    """After a rung: the next rung when it and the confirmation still fit the budget, else
+    the confirmation of the best so far; work that fits only once the queue ahead of it has
+    drained waits for it (asked again at every poll); work that can no longer fit is not
+    run, and the findings say so."""
+    race: Race = state["race"]
+    size = plan.confirm[key]
+    confirm_s = 2 * cfg.plan.seeds * plan.estimate(key, size, True) if size else 0.0
+    nxt = race.next_rung()
+    if nxt is not None:
+        rung_s = len(race.entrants(nxt)) * plan.estimate(key, race.sizes[nxt], False,
+                                                         cfg.plan.eval_samples)
+        if runner.fits(rung_s + confirm_s):
+            return [_rung(cfg, plan, runner, key, lever, cfgs, state, base, nxt)]
+        if runner.ever_fits(rung_s + confirm_s):
+            return [([], lambda _: _advance(cfg, plan, runner, key, lever, cfgs, state, base))]
+        state["note"] = f"the budget cut the race after rung {nxt - 1}"
+    if size is None or not runner.ever_fits(confirm_s):
+        state["reason"] = "the budget ended before its confirmation"
+        return []
+    if not runner.fits(confirm_s):
+        return [([], lambda _: _confirm_when_room(cfg, plan, runner, key, lever, cfgs, state,
+                                                  base, confirm_s))]
+    return [_confirm(cfg, plan, runner, key, lever, cfgs, state, base)]
+
+
+def _confirm_when_room(cfg: StudyConfig, plan: Plan, runner: Runner, key: str, lever: str,
+                       cfgs: list, state: dict, base: Any, confirm_s: float) -> list:
+    if runner.fits(confirm_s):
+        return [_confirm(cfg, plan, runner, key, lever, cfgs, state, base)]
+    if runner.ever_fits(confirm_s):
+        return [([], lambda _: _confirm_when_room(cfg, plan, runner, key, lever, cfgs, state,
+                                                  base, confirm_s))]
+    state["reason"] = "the budget ended before its confirmation"
+    return []
 
 
 def _confirm(cfg: StudyConfig, plan: Plan, runner: Runner, key: str, lever: str, cfgs: list,

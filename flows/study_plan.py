@@ -22,7 +22,7 @@ from typing import Optional
 from flows.study_race import Size, entrants_at, rung_count
 
 MIN_IMAGES = 500  # below this a point says more about noise than about its lever
-DEPTH_SHARE = 0.6
+DEPTH_SHARE = 0.7
 EVAL_SPEEDUP = 3.0  # a forward pass (validation, test) at three times the training rate
 
 

@@ -19,7 +19,7 @@ from lightning_modules import layout
 POLL_S = 1.0
 # Work is started only when its estimate with this margin ends before the budget's end: the
 # deadline can stop a training only after its first epoch.
-SAFETY = 1.5
+SAFETY = 1.3
 
 
 @dataclass
@@ -44,6 +44,11 @@ class Runner:
         self.end_wall = end_wall  # the deadline every training gets (time.time() seconds)
         self.slots = max(1, slots)
         self.points: dict[str, Point] = {}
+
+    def ever_fits(self, machine_s: float) -> bool:
+        """Whether that work could still end in time once nothing is queued before it."""
+        return self.end_wall is None or \
+            time.time() + SAFETY * machine_s / self.slots <= self.end_wall
 
     def fits(self, machine_s: float) -> bool:
         """Whether work of `machine_s` machine-seconds, queued behind every point not yet
@@ -92,16 +97,20 @@ def done(point: Point) -> bool:
 def drive(groups: list[tuple[list[Point], Callable[[list[Point]], list[tuple[list[Point], Any]]]]],
           log: Callable[[str], None], runner: Optional[Runner] = None) -> None:
     """Wait on groups of points; when a group is done, its callback runs and may submit new
-    groups (the next rung, a confirmation). Returns when no group is pending."""
+    groups (the next rung, a confirmation), or an empty group to be asked again at the next
+    poll (work waiting for room in the budget). Returns when no group is pending."""
     pending = list(groups)
     last_report, finished = time.monotonic(), 0
     while pending:
         futures = [p.final() for g, _ in pending for p in g]
-        wait(futures, timeout=POLL_S)
+        if futures:
+            wait(futures, timeout=POLL_S)
+        else:  # only work waiting for room in the budget
+            time.sleep(POLL_S)
         still = []
         for g, then in pending:
             if all(done(p) for p in g):
-                finished += 1
+                finished += bool(g)
                 still.extend(then(g))
             else:
                 still.append((g, then))

@@ -87,3 +87,20 @@ def test_a_profile_structure_replaces_the_recipe_s_and_is_checked() -> None:
     assert base_train(build("default"), "mnist", "dcnn", 0, None).model.preset == "small"
     with pytest.raises(ValueError, match="preset 'huge' is not one of"):
         build("default", {"structures": {"dcnn": "huge"}})
+
+
+def test_when_one_epoch_of_everything_does_not_fit_the_dearest_train_on_a_subset() -> None:
+    from flows.pipeline_plan import MIN_FINAL_IMAGES, plan_images
+
+    # bp: 6 s an epoch; dcnn: 120 s (10 of them validation); 60 s for both, 2 s fixed each.
+    costs = {"bp": BranchCost(6.0, 2.0, val_s=1.0), "dcnn": BranchCost(120.0, 2.0, val_s=10.0)}
+    n = {"bp": 50_000, "dcnn": 50_000}
+    images, note = plan_images(costs, seconds=60, slots=1, n_train=n)
+    assert images["bp"] is None and MIN_FINAL_IMAGES < images["dcnn"] < 50_000
+    steps = 5.0 + 110.0 * images["dcnn"] / 50_000
+    assert 4 + 11 + steps <= 60 + 1e-6  # the shrunk plan fits what is left
+    assert "dcnn" in note and "bp" not in note
+    assert plan_images(costs, seconds=1_000, slots=1, n_train=n) == ({"bp": None,
+                                                                       "dcnn": None}, None)
+    tiny, _ = plan_images(costs, seconds=1, slots=1, n_train=n)
+    assert tiny["dcnn"] == tiny["bp"] == MIN_FINAL_IMAGES  # the floor, never zero

@@ -89,3 +89,17 @@ def test_lever_panels_share_a_y_range_per_row_within_zero_and_one():
     fig, ax = plt.subplots()
     assert _race_axis(ax, lever, 7) == [0.91, 0.90]
     plt.close(fig)
+
+
+def test_a_model_still_gaining_can_confirm_a_figure_but_never_refute_it():
+    def cifar(acc, trained):
+        return [_row("cifar10-jpeg", "bp", [0.99] * 3, [0.99] * 3),  # not a deep network
+                _row("cifar10-jpeg", "dcnn", [acc, acc + 0.002, acc + 0.004], [0.8] * 3,
+                     trained=trained)]
+    verdict = {}
+    for acc, ok in ((0.81, False), (0.70, False), (0.70, True)):
+        c, = [c for c in figure_claims(cifar(acc, ok)) if c["dataset"] == "cifar10-jpeg"]
+        assert c["measured"].startswith("dcnn")  # the claim is about the deep networks
+        verdict[(acc, ok)] = c["verdict"]
+    assert verdict == {(0.81, False): "confirmed", (0.70, False): "not tested",
+                       (0.70, True): "refuted"}
