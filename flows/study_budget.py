@@ -20,10 +20,11 @@ from lightning_modules.store import join, read_json
 
 CALIBRATION_IMAGES = 2000
 CALIBRATION_SEED = 10_000_000  # far from the depth, confirmation and race seeds
-# A training's seconds outside its own process's work once Ray's workers are warm (the task's
-# scheduling, the bundle's write): the pipeline's measured figure (flows.config
-# PipelineConfig.overhead_seconds). The calibration's own start is cold and would overstate it.
+# A training's seconds outside its own process's work (the task's scheduling, the bundle's
+# write): the pipeline's assumed figure (flows.config PipelineConfig.overhead_seconds) where
+# nothing was measured; the calibrations measure it (outside_s), never below MIN_OUTSIDE_S.
 WARM_OVERHEAD_S = 3.0
+MIN_OUTSIDE_S = 0.5
 # Kept from the budget for the findings, the figures and the statistics after the last point.
 FINISH_S = 20.0
 # A point's seconds grow slower than its network's FLOPs (wider layers run at more FLOP/s):
@@ -75,13 +76,11 @@ def budget_plan(subjects: dict[str, TrainConfig], levers: dict[str, dict[str, li
         b.model_copy(update={"max_train_samples": CALIBRATION_IMAGES, "epochs": 1,
                              "seed": seed, "max_eval_samples": cfg.plan.eval_samples}))
         for k, b in subjects.items()}
-    speeds = {}
-    for k, b in subjects.items():
-        info = read_json(join(futures[k].result(), INFO)) or {}
-        n = counts(b)
-        speeds[k] = measured(info, n, FAMILIES[b.model.family].epochs,
-                             lever_costs(b, levers[k]))
+    infos = {k: read_json(join(futures[k].result(), INFO)) or {} for k in subjects}
     slots = parallel_slots(next(iter(subjects.values())))
+    outside = outside_s(time.monotonic() - cal_started, slots, list(infos.values()))
+    speeds = {k: measured(infos[k], counts(b), FAMILIES[b.model.family].epochs,
+                          lever_costs(b, levers[k]), outside) for k, b in subjects.items()}
     # The calibrations ran side by side as the points will: their speeds already include
     # what neighbours cost each other, so no further slowdown is applied.
     factor = 1.0
@@ -90,20 +89,30 @@ def budget_plan(subjects: dict[str, TrainConfig], levers: dict[str, dict[str, li
                cfg.plan.eval_samples or 1 << 30)
     out.slots, out.factor = slots, factor
     out.notes.insert(0, f"calibration: {time.monotonic() - cal_started:.0f} s, speeds "
-                     f"measured side by side; {slots} training(s) at once; {left:,.0f} s "
-                     "left to plan")
+                     f"measured side by side; {slots} training(s) at once; {outside:.1f} s "
+                     f"per training outside its process's work; {left:,.0f} s left to plan")
     for note in out.notes:
         step(get_run_logger(), "study plan: %s", note)
     return out
 
 
+def outside_s(wall_s: float, slots: int, infos: list[dict[str, Any]]) -> float:
+    """Seconds a training spends outside its own process's work (the task's scheduling and
+    start, the bundle's write), from the calibrations: their wall time on the places they
+    held, less what the trainings themselves took, per training. The calibrations' cold start
+    is in it: an upper bound, never below MIN_OUTSIDE_S."""
+    inside = sum(float(i.get("wall_seconds") or 0.0) for i in infos)
+    per = (wall_s * max(1, min(slots, len(infos))) - inside) / max(1, len(infos))
+    return max(MIN_OUTSIDE_S, per)
+
+
 def measured(info: dict[str, Any], n: dict[str, int], epochs: int,
-             levers: dict[str, list[float]]) -> Speed:
+             levers: dict[str, list[float]], outside: float = WARM_OVERHEAD_S) -> Speed:
     """A training's speed from its calibration: the steps' rate, and everything else it took
-    (start-up, data loading, validation) as a fixed overhead."""
+    (start-up, data loading, validation; `outside` its process) as a fixed overhead."""
     ips = float(info.get("metrics", {}).get(M.IMG_PER_S) or 100.0)
     steps_s = CALIBRATION_IMAGES / ips
     wall = float(info.get("wall_seconds") or info.get("train_seconds") or steps_s)
-    return Speed(img_per_s=ips, overhead_s=max(WARM_OVERHEAD_S, wall - steps_s),
+    return Speed(img_per_s=ips, overhead_s=max(0.0, wall - steps_s) + outside,
                  train_count=n["train"],
                  val_count=n["val"], test_count=n["test"], epochs=epochs, levers=levers)

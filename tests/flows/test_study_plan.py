@@ -62,3 +62,15 @@ def test_the_trained_rule():
     ok, why = trained([[0.9], [0.9, 0.91, 0.92]], 3, 10)
     assert not ok and "deadline after 1 of 3" in why
     assert not trained([[0.9]], 1, 10)[0]  # one epoch: no sign of convergence
+
+
+def test_the_calibrations_measure_what_a_training_costs_outside_its_process():
+    from flows.study_budget import MIN_OUTSIDE_S, measured, outside_s
+
+    infos = [{"wall_seconds": 1.0}, {"wall_seconds": 2.0}, {"wall_seconds": 0.5}]
+    # 3 trainings in 9 s on one place, 3.5 s of it their own: 1.83 s each outside.
+    assert abs(outside_s(9.0, 1, infos) - 5.5 / 3) < 1e-9
+    assert outside_s(2.0, 1, infos) == MIN_OUTSIDE_S  # never below the floor
+    sp = measured({"metrics": {"perf/train_img_per_s": 1000.0}, "wall_seconds": 3.0},
+                  {"train": 10, "val": 1, "test": 1}, 10, {}, outside=1.5)
+    assert abs(sp.overhead_s - (3.0 - 2.0 + 1.5)) < 1e-9  # 2,000 images at 1,000 img/s: 2 s
